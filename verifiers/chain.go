@@ -1,0 +1,66 @@
+package verifiers
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+)
+
+// Chain routes each token to the verifier that can judge it:
+//  1. a configured static (development) token goes to Static;
+//  2. with both JWT and Opaque configured, a token shaped like a JWS
+//     (see LooksLikeJWS) goes to JWT and anything else to Opaque;
+//  3. with only one of them, every other token goes to it.
+//
+// A token goes to one verifier only, so a failure is reported as that
+// verifier saw it, and a JWT is never sent to a remote endpoint.
+// RequiredScopes, when set, then apply to every accepted token.
+type Chain struct {
+	Static         *Static
+	JWT            Verifier
+	Opaque         Verifier
+	RequiredScopes []string
+}
+
+// Verify implements Verifier.
+func (c *Chain) Verify(ctx context.Context, token string) (*AccessToken, error) {
+	tok, err := c.route(ctx, token)
+	if err != nil {
+		return tok, err
+	}
+	if err := RequireScopes(tok, c.RequiredScopes); err != nil {
+		return tok, err
+	}
+	return tok, nil
+}
+
+func (c *Chain) route(ctx context.Context, token string) (*AccessToken, error) {
+	if c.Static != nil && c.Static.Has(token) {
+		return c.Static.Verify(ctx, token)
+	}
+	switch {
+	case c.JWT != nil && (c.Opaque == nil || LooksLikeJWS(token)):
+		return c.JWT.Verify(ctx, token)
+	case c.Opaque != nil:
+		return c.Opaque.Verify(ctx, token)
+	}
+	return nil, fmt.Errorf("%w: unknown token", ErrInactive)
+}
+
+// LooksLikeJWS reports whether token has the shape of a JWS compact
+// serialization: three dot-separated parts, the first of them a base64url
+// JSON object. It proves nothing about the token.
+func LooksLikeJWS(token string) bool {
+	header, _, ok := strings.Cut(token, ".")
+	if !ok || strings.Count(token, ".") != 2 || len(header) > MaxTokenSize {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(header)
+	if err != nil {
+		return false
+	}
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}

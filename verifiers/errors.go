@@ -1,0 +1,141 @@
+package verifiers
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// Sentinel errors. Every error a Verifier returns wraps exactly one of them,
+// so callers classify outcomes with errors.Is and never by message text.
+// The wrapped detail is for debug logs only; it never reaches the client.
+var (
+	// ErrMissingToken: the request carried no bearer token.
+	ErrMissingToken = errors.New("no bearer token")
+	// ErrBadRequest: the Authorization header (or the request) is malformed.
+	ErrBadRequest = errors.New("malformed request")
+	// ErrMalformed: the token is not a well-formed token of any configured kind.
+	ErrMalformed = errors.New("malformed token")
+	// ErrUnsupportedAlgorithm: the token's alg is not on the allow-list.
+	ErrUnsupportedAlgorithm = errors.New("unsupported algorithm")
+	// ErrUnknownKey: no configured key can verify the token (unknown kid).
+	ErrUnknownKey = errors.New("unknown signing key")
+	// ErrBadSignature: the signature does not verify.
+	ErrBadSignature = errors.New("bad signature")
+	// ErrExpired: exp is in the past (beyond the clock skew).
+	ErrExpired = errors.New("token expired")
+	// ErrNotYetValid: nbf (or iat) is in the future (beyond the clock skew).
+	ErrNotYetValid = errors.New("token not yet valid")
+	// ErrMissingClaim: a required claim (exp, ...) is absent or of the wrong type.
+	ErrMissingClaim = errors.New("missing or invalid claim")
+	// ErrBadIssuer: iss is absent or not accepted.
+	ErrBadIssuer = errors.New("issuer not accepted")
+	// ErrBadAudience: aud is absent or names none of the accepted audiences.
+	ErrBadAudience = errors.New("audience not accepted")
+	// ErrBadType: the typ header is not the one required (RFC 9068).
+	ErrBadType = errors.New("token type not accepted")
+	// ErrCritical: the crit header names an extension this verifier does not understand.
+	ErrCritical = errors.New("unsupported critical header")
+	// ErrInactive: the token is unknown, revoked or inactive.
+	ErrInactive = errors.New("token inactive")
+	// ErrInsufficientScope: the token is valid but lacks a required scope.
+	// Returned as a *ScopeError, which says which scopes are needed.
+	ErrInsufficientScope = errors.New("insufficient scope")
+	// ErrRateLimited: the client failed too often and must wait.
+	ErrRateLimited = errors.New("too many failed attempts")
+	// ErrUnavailable: a technical failure (key source or introspection
+	// endpoint unreachable, no keys loaded yet). It is never a pass and never
+	// reported to the client as a bad token.
+	ErrUnavailable = errors.New("verification unavailable")
+)
+
+// ScopeError reports the scopes a request needs and the token lacks.
+type ScopeError struct {
+	// Required lists every scope the request needs (all-of).
+	Required []string
+	// Missing lists those the token does not carry.
+	Missing []string
+}
+
+func (e *ScopeError) Error() string {
+	return "insufficient scope: missing " + strings.Join(e.Missing, " ")
+}
+
+// Is makes errors.Is(err, ErrInsufficientScope) true.
+func (e *ScopeError) Is(target error) bool { return target == ErrInsufficientScope }
+
+// Outcome is how one class of result is reported: HTTP status, RFC 6750
+// error code, the client-facing description, and a stable reason label for
+// logs and metrics. It is the one table that turns results into answers.
+type Outcome struct {
+	// Reason is a stable, low-cardinality label (logs, metrics).
+	Reason string
+	// Status is the HTTP status the handler answers with.
+	Status int
+	// Code is the RFC 6750 error code; empty when none must be sent
+	// (no credentials, or a technical failure).
+	Code string
+	// Description is the error_description sent to the client. It is fixed
+	// text and never contains token material.
+	Description string
+}
+
+// Accepted is the outcome of a verified token.
+var Accepted = Outcome{Reason: "accepted", Status: http.StatusOK}
+
+// outcomes maps each sentinel to its answer; order matters only in that
+// the first match wins.
+var outcomes = []struct {
+	err error
+	out Outcome
+}{
+	{ErrMissingToken, Outcome{"missing_token", http.StatusUnauthorized, "", "Bearer token required"}},
+	{ErrBadRequest, Outcome{"bad_request", http.StatusBadRequest, "invalid_request", "Malformed authorization request"}},
+	{ErrMalformed, Outcome{"malformed", http.StatusUnauthorized, "invalid_token", "Malformed token"}},
+	{ErrUnsupportedAlgorithm, Outcome{"bad_algorithm", http.StatusUnauthorized, "invalid_token", "Token algorithm not accepted"}},
+	{ErrUnknownKey, Outcome{"unknown_key", http.StatusUnauthorized, "invalid_token", "Token signature verification failed"}},
+	{ErrBadSignature, Outcome{"bad_signature", http.StatusUnauthorized, "invalid_token", "Token signature verification failed"}},
+	{ErrExpired, Outcome{"expired", http.StatusUnauthorized, "invalid_token", "Token has expired"}},
+	{ErrNotYetValid, Outcome{"not_yet_valid", http.StatusUnauthorized, "invalid_token", "Token is not yet valid"}},
+	{ErrMissingClaim, Outcome{"missing_claim", http.StatusUnauthorized, "invalid_token", "Token is missing a required claim"}},
+	{ErrBadIssuer, Outcome{"bad_issuer", http.StatusUnauthorized, "invalid_token", "Invalid issuer"}},
+	{ErrBadAudience, Outcome{"bad_audience", http.StatusUnauthorized, "invalid_token", "Invalid audience"}},
+	{ErrBadType, Outcome{"bad_type", http.StatusUnauthorized, "invalid_token", "Invalid token type"}},
+	{ErrCritical, Outcome{"bad_crit", http.StatusUnauthorized, "invalid_token", "Unsupported critical header"}},
+	{ErrInactive, Outcome{"inactive", http.StatusUnauthorized, "invalid_token", "Token is not active"}},
+	{ErrInsufficientScope, Outcome{"insufficient_scope", http.StatusForbidden, "insufficient_scope", "Insufficient scope"}},
+	{ErrRateLimited, Outcome{"rate_limited", http.StatusTooManyRequests, "", "Too many failed authentication attempts"}},
+	{ErrUnavailable, Outcome{"unavailable", http.StatusServiceUnavailable, "", "Token verification is temporarily unavailable"}},
+}
+
+// unclassified is the answer to an error that wraps no sentinel: a bug, so
+// fail closed as a technical failure rather than guess.
+var unclassified = Outcome{"unavailable", http.StatusServiceUnavailable, "", "Token verification is temporarily unavailable"}
+
+// Classify returns the outcome for a verification result. A nil error is
+// Accepted; an error that wraps no sentinel is treated as a technical
+// failure (fail closed).
+func Classify(err error) Outcome {
+	if err == nil {
+		return Accepted
+	}
+	for _, o := range outcomes {
+		if errors.Is(err, o.err) {
+			return o.out
+		}
+	}
+	return unclassified
+}
+
+// Reasons lists every reason label Classify can return, for metrics.
+func Reasons() []string {
+	seen := map[string]bool{Accepted.Reason: true}
+	out := []string{Accepted.Reason}
+	for _, o := range outcomes {
+		if !seen[o.out.Reason] {
+			seen[o.out.Reason] = true
+			out = append(out, o.out.Reason)
+		}
+	}
+	return out
+}

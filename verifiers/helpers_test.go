@@ -1,0 +1,5 @@
+package verifiers_test
+
+import "crypto/rsa"
+
+var rsaPSSOptions20 = rsa.PSSOptions{SaltLength: 20}
