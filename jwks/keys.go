@@ -1,0 +1,227 @@
+// Package jwks provides JSON Web Key Set key sources for the verifiers
+// package: parsing and vetting of JWKs, and key sets that pick a key by kid
+// and algorithm. It has no Caddy dependency.
+package jwks
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+
+	"github.com/MicahParks/jwkset"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+)
+
+// Key is one vetted verification key from a JWKS.
+type Key struct {
+	// Kid is the key id; may be empty.
+	Kid string
+	// Alg is the JWK's alg; empty when the JWK names none.
+	Alg string
+	// Public is *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey.
+	Public any
+}
+
+// ErrKeyRefused wraps every reason a JWK is not used for verification.
+var ErrKeyRefused = errors.New("jwk refused")
+
+// ParseKey parses one JWK (JSON) and vets it; see VetKey.
+func ParseKey(raw json.RawMessage) (Key, error) {
+	j, err := jwkset.NewJWKFromRawJSON(raw, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+	if err != nil {
+		return Key{}, fmt.Errorf("%w: %w", ErrKeyRefused, err)
+	}
+	return VetKey(j)
+}
+
+// VetKey turns a parsed JWK into a Key, refusing any key that is not a
+// public signature-verification key fit for use (RFC 7517, RFC 8725):
+//   - use must be absent or "sig"; key_ops, when present, must include "verify";
+//   - symmetric ("oct") keys are refused: a JWKS is public, an HMAC key in it is a leak or an attack;
+//   - private keys are used for their public half only;
+//   - RSA: at least 2048 bits, e > 1 and odd, not ROCA-vulnerable (CVE-2017-15361);
+//   - EC: P-256, P-384 or P-521 with the point on the curve (jwkset checks it); OKP: Ed25519 only;
+//   - alg, when present, must be a supported algorithm for the key's type.
+func VetKey(j jwkset.JWK) (Key, error) {
+	m := j.Marshal()
+	k := Key{Kid: m.KID, Alg: string(m.ALG)}
+	refuse := func(format string, args ...any) (Key, error) {
+		return Key{}, fmt.Errorf("%w: kid %q: %s", ErrKeyRefused, m.KID, fmt.Sprintf(format, args...))
+	}
+	if m.USE != "" && m.USE != jwkset.UseSig {
+		return refuse("use %q is not sig", m.USE)
+	}
+	if len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
+		return refuse("key_ops %v do not include verify", m.KEYOPS)
+	}
+	switch key := j.Key().(type) {
+	case *rsa.PublicKey:
+		k.Public = key
+	case *rsa.PrivateKey:
+		k.Public = &key.PublicKey
+	case *ecdsa.PublicKey:
+		k.Public = key
+	case *ecdsa.PrivateKey:
+		k.Public = &key.PublicKey
+	case ed25519.PublicKey:
+		k.Public = key
+	case ed25519.PrivateKey:
+		k.Public = key.Public()
+	case []byte:
+		return refuse("symmetric (oct) keys are never taken from a JWKS")
+	default:
+		return refuse("unsupported key type %T", key)
+	}
+	if rk, ok := k.Public.(*rsa.PublicKey); ok {
+		switch {
+		case rk.N.BitLen() < verifiers.MinRSABits:
+			return refuse("RSA key has %d bits, at least %d are required", rk.N.BitLen(), verifiers.MinRSABits)
+		case rk.E < 3 || rk.E%2 == 0:
+			return refuse("RSA public exponent %d is not allowed", rk.E)
+		case IsROCAWeak(rk):
+			return refuse("RSA key is ROCA-vulnerable (CVE-2017-15361)")
+		}
+	}
+	if k.Alg != "" {
+		alg, err := verifiers.LookupAlgorithm(k.Alg)
+		if err != nil {
+			return refuse("%v", err)
+		}
+		if err := alg.CheckKey(k.Public); err != nil {
+			return refuse("alg %s does not fit a %s key", k.Alg, verifiers.KeyType(k.Public))
+		}
+	}
+	return k, nil
+}
+
+// Set is a fixed set of vetted keys; it implements verifiers.KeySource.
+type Set struct {
+	keys []Key
+}
+
+// NewSet builds a set. Keys sharing a kid are ambiguous, so every key with
+// a duplicated non-empty kid is dropped (reported in the returned error
+// list, with the other refusals, for logging).
+func NewSet(keys []Key) *Set {
+	count := map[string]int{}
+	for _, k := range keys {
+		if k.Kid != "" {
+			count[k.Kid]++
+		}
+	}
+	s := &Set{}
+	for _, k := range keys {
+		if k.Kid == "" || count[k.Kid] == 1 {
+			s.keys = append(s.keys, k)
+		}
+	}
+	return s
+}
+
+// ParseSet parses and vets a JWKS document. It returns the usable keys and
+// the reasons other entries were dropped. A set that mixes symmetric and
+// asymmetric keys, or that is not a JWKS at all, is an error.
+func ParseSet(doc []byte) (*Set, []error, error) {
+	var raw struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(doc, &raw); err != nil {
+		return nil, nil, fmt.Errorf("not a JWKS document: %w", err)
+	}
+	if raw.Keys == nil {
+		return nil, nil, errors.New(`not a JWKS document: no "keys" member`)
+	}
+	var keys []Key
+	var dropped []error
+	symmetric := false
+	for i, r := range raw.Keys {
+		var probe struct {
+			Kty string `json:"kty"`
+			Kid string `json:"kid"`
+		}
+		_ = json.Unmarshal(r, &probe)
+		if probe.Kty == "oct" {
+			symmetric = true
+		}
+		k, err := ParseKey(r)
+		if err != nil {
+			dropped = append(dropped, fmt.Errorf("key %d: %w", i, err))
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if symmetric && len(keys) > 0 {
+		return nil, dropped, errors.New("JWKS mixes symmetric and asymmetric keys: refused as a whole")
+	}
+	set := NewSet(keys)
+	if n := len(keys) - len(set.keys); n > 0 {
+		dropped = append(dropped, fmt.Errorf("%d keys dropped for sharing a kid with another key", n))
+	}
+	return set, dropped, nil
+}
+
+// Len is the number of usable keys.
+func (s *Set) Len() int { return len(s.keys) }
+
+// Key implements verifiers.KeySource. With a kid, the key with that kid is
+// used; its JWK alg, when present, must equal the token's. Without a kid,
+// the token is accepted only when exactly one key fits the algorithm.
+func (s *Set) Key(_ context.Context, alg *verifiers.Algorithm, kid string) (any, error) {
+	var found []Key
+	for _, k := range s.keys {
+		if kid != "" && k.Kid != kid {
+			continue
+		}
+		if k.Alg != "" && k.Alg != alg.Name {
+			continue
+		}
+		if alg.CheckKey(k.Public) != nil {
+			continue
+		}
+		found = append(found, k)
+	}
+	if len(found) != 1 {
+		if kid == "" && len(found) > 1 {
+			return nil, fmt.Errorf("%w: token has no kid and %d keys fit %s", verifiers.ErrUnknownKey, len(found), alg.Name)
+		}
+		return nil, fmt.Errorf("%w: no key with kid %q for %s", verifiers.ErrUnknownKey, kid, alg.Name)
+	}
+	return found[0].Public, nil
+}
+
+// rocaPrimes are the small primes of the ROCA fingerprint test: a modulus
+// generated by the vulnerable library is, modulo each of them, a power of
+// 65537 (Nemec et al., CCS 2017).
+var rocaPrimes = []int64{3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71,
+	73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167}
+
+// rocaPowers[i] holds the powers of 65537 modulo rocaPrimes[i].
+var rocaPowers = func() []map[int64]bool {
+	out := make([]map[int64]bool, len(rocaPrimes))
+	for i, p := range rocaPrimes {
+		set := map[int64]bool{}
+		for x := int64(1); !set[x]; x = x * (65537 % p) % p {
+			set[x] = true
+		}
+		out[i] = set
+	}
+	return out
+}()
+
+// IsROCAWeak reports whether an RSA modulus has the ROCA fingerprint.
+func IsROCAWeak(k *rsa.PublicKey) bool {
+	var r big.Int
+	for i, p := range rocaPrimes {
+		if !rocaPowers[i][r.Mod(k.N, big.NewInt(p)).Int64()] {
+			return false
+		}
+	}
+	return true
+}
