@@ -1,0 +1,105 @@
+package mcptoken
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the `mcp_token` HTTP handler: it verifies the request's
+// bearer token and either passes the request on, with the token's identity
+// in {http.auth.user.*} placeholders, or answers itself: 401 with an RFC
+// 6750 challenge for a missing or bad token, 403 insufficient_scope for a
+// valid token without the required scopes, 400 invalid_request for a
+// malformed Authorization header, and 503 when the token cannot be checked
+// (never a pass, never a 401).
+type Handler struct {
+	Config
+	core *core
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_token",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision builds the verifiers.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	c, err := h.provision(ctx)
+	if err != nil {
+		return fmt.Errorf("mcp_token: %w", err)
+	}
+	h.core = c
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	tok, err := h.core.authenticate(r)
+	if err != nil {
+		h.core.refuse(w, err)
+		return nil
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", tok.ClientID)
+	for k, v := range userMetadata(tok) {
+		repl.Set("http.auth.user."+k, v)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// errorBody is the JSON body of a refusal.
+type errorBody struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+}
+
+// refuse writes the answer to a refused request: the one place where a
+// verification outcome becomes an HTTP response.
+func (c *core) refuse(w http.ResponseWriter, err error) {
+	out := verifiers.Classify(err)
+	hdr := w.Header()
+	switch out.Status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
+		hdr.Set("WWW-Authenticate", c.challenge(err))
+	case http.StatusServiceUnavailable:
+		hdr.Set("Retry-After", strconv.Itoa(5))
+	}
+	code := out.Code
+	if code == "" {
+		code = out.Reason
+	}
+	body, _ := json.Marshal(errorBody{Error: code, ErrorDescription: out.Description})
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(out.Status)
+	_, _ = w.Write(body)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens; see
+// parseConfig for the grammar.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return h.Config.UnmarshalCaddyfile(d)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)
