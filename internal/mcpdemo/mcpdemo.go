@@ -1,0 +1,115 @@
+// Package mcpdemo is a small MCP server built with the official Go SDK,
+// used by the demo command and the end-to-end tests as the protected
+// backend. It is not part of the module's API.
+package mcpdemo
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// EchoIn is the echo tool's input.
+type EchoIn struct {
+	Text string `json:"text" jsonschema:"the text to echo back"`
+}
+
+// EchoOut is the echo tool's output.
+type EchoOut struct {
+	Text string `json:"text"`
+}
+
+// WhoAmIOut reports what the backend received from the gateway.
+type WhoAmIOut struct {
+	// Client is the X-MCP-Client header (set by reverse_proxy header_up).
+	Client string `json:"client"`
+	// Scopes is the X-MCP-Scopes header.
+	Scopes string `json:"scopes"`
+	// Authorization reports whether an Authorization header reached the backend.
+	Authorization bool `json:"authorization"`
+}
+
+// DeployIn is the deploy tool's input.
+type DeployIn struct {
+	Service string `json:"service" jsonschema:"the service to deploy"`
+}
+
+// NewServer returns an MCP server with three tools: echo, whoami and deploy.
+func NewServer() *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "mcp-demo", Version: "1.0.0"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "Echo the text back."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in EchoIn) (*mcp.CallToolResult, EchoOut, error) {
+			return nil, EchoOut{Text: in.Text}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "whoami", Description: "Report the identity headers the gateway forwarded."},
+		func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, WhoAmIOut, error) {
+			var out WhoAmIOut
+			if req.Extra != nil && req.Extra.Header != nil {
+				out.Client = req.Extra.Header.Get("X-MCP-Client")
+				out.Scopes = req.Extra.Header.Get("X-MCP-Scopes")
+				out.Authorization = req.Extra.Header.Get("Authorization") != ""
+			}
+			return nil, out, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "deploy", Description: "Pretend to deploy a service."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in DeployIn) (*mcp.CallToolResult, EchoOut, error) {
+			return nil, EchoOut{Text: "deployed " + in.Service}, nil
+		})
+	return s
+}
+
+// Recorder remembers the headers and bodies of the requests the backend
+// received, so tests can see exactly what the gateway forwarded.
+type Recorder struct {
+	mu       sync.Mutex
+	requests []http.Header
+}
+
+// Last returns the headers of the last request received.
+func (r *Recorder) Last() http.Header {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.requests) == 0 {
+		return nil
+	}
+	return r.requests[len(r.requests)-1]
+}
+
+// Count is the number of requests received.
+func (r *Recorder) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.requests)
+}
+
+// Handler serves the MCP server over streamable HTTP (stateless, JSON
+// responses), recording each request's headers in rec (may be nil).
+func Handler(rec *Recorder) http.Handler {
+	srv := NewServer()
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+	if rec == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.requests = append(rec.requests, r.Header.Clone())
+		rec.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Serve starts the MCP server on a fresh 127.0.0.1 port and returns its
+// address (host:port) and a function that stops it.
+func Serve(rec *Recorder) (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: Handler(rec)}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
