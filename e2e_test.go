@@ -1,0 +1,278 @@
+package mcptoken
+
+// End-to-end tests: a real Caddy started in-process from a Caddyfile
+// (caddytest: one Caddy per test process, admin localhost:2999, http 9080),
+// in front of a real MCP server (official Go SDK) on 127.0.0.1, reached by
+// the SDK's client. They live in this package only, since go test runs
+// packages as parallel processes and caddytest binds fixed ports.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcptoken/caddy-mcp-token/devtools"
+	"github.com/mcptoken/caddy-mcp-token/internal/mcpdemo"
+)
+
+const (
+	e2eBase     = "http://localhost:9080"
+	e2eIssuer   = "https://issuer.e2e.test"
+	e2eAudience = "mcp-e2e"
+)
+
+// startCaddy loads cfg into the test process's Caddy. caddytest skips a
+// test whose prerequisites are missing; here that is a failure, so that a
+// broken setup can never pass silently (only -short skips on purpose).
+func startCaddy(t *testing.T, cfg string) *caddytest.Tester {
+	t.Helper()
+	loaded := false
+	defer func() {
+		if !loaded && !testing.Short() {
+			t.Errorf("Caddy could not be started in-process (caddytest skipped or failed)")
+		}
+	}()
+	tc := caddytest.NewTester(t)
+	tc.InitServer(cfg, "caddyfile")
+	loaded = !t.Failed()
+	return tc
+}
+
+// caddyGlobal is the global options block every e2e config starts with.
+const caddyGlobal = `{
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	skip_install_trust
+	log {
+		level WARN
+	}
+}
+`
+
+type e2eEnv struct {
+	key     *devtools.KeyPair
+	rec     *mcpdemo.Recorder
+	backend string
+}
+
+func newE2E(t *testing.T) *e2eEnv {
+	t.Helper()
+	env := &e2eEnv{key: devtools.MustGenerateKey("RS256"), rec: &mcpdemo.Recorder{}}
+	addr, stop, err := mcpdemo.Serve(env.rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	env.backend = addr
+	pub := mustPEM(t, env.key)
+	startCaddy(t, caddyGlobal+fmt.Sprintf(`
+http://localhost:9080 {
+	handle /mcp* {
+		mcp_token {
+			issuer %[1]s
+			audience %[2]s
+			public_key <<PEM
+%[3]sPEM
+			required_scopes mcp:read
+		}
+		reverse_proxy %[4]s {
+			header_up X-MCP-Client {http.auth.user.client_id}
+			header_up X-MCP-Scopes {http.auth.user.scopes}
+		}
+	}
+	handle_path /fwd/* {
+		mcp_token {
+			static_token dev-forward-token fwd-client mcp:read
+			forward_token
+		}
+		rewrite * /mcp
+		reverse_proxy %[4]s
+	}
+}
+`, e2eIssuer, e2eAudience, pub, addr))
+	return env
+}
+
+func (e *e2eEnv) token(mod func(*devtools.TokenOptions)) string {
+	o := devtools.TokenOptions{
+		Subject: "user-1", Issuer: e2eIssuer, Audience: []string{e2eAudience},
+		Scopes: []string{"mcp:read"}, Claims: map[string]any{"client_id": "e2e-client"},
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	return e.key.MustToken(o)
+}
+
+type bearerTransport struct{ token string }
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if b.token != "" {
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func connect(ctx context.Context, endpoint, token string) (*mcp.ClientSession, error) {
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-client", Version: "1.0.0"}, nil)
+	return client.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint:             endpoint,
+		HTTPClient:           &http.Client{Transport: bearerTransport{token}, Timeout: 10 * time.Second},
+		DisableStandaloneSSE: true,
+		MaxRetries:           -1,
+	}, nil)
+}
+
+func structured(t *testing.T, res *mcp.CallToolResult, into any) {
+	t.Helper()
+	if res.IsError {
+		t.Fatalf("tool error: %+v", res.Content)
+	}
+	b, err := json.Marshal(res.StructuredContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, into); err != nil {
+		t.Fatalf("structured content %s: %v", b, err)
+	}
+}
+
+func post(t *testing.T, url, token, body string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+const toolsList = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+
+func TestE2EMCPClient(t *testing.T) {
+	env := newE2E(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	cs, err := connect(ctx, e2eBase+"/mcp", env.token(nil))
+	if err != nil {
+		t.Fatalf("connect with a valid token: %v", err)
+	}
+	defer cs.Close()
+
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+	var names []string
+	for _, tool := range tools.Tools {
+		names = append(names, tool.Name)
+	}
+	if got := strings.Join(names, ","); !strings.Contains(got, "echo") || !strings.Contains(got, "whoami") {
+		t.Fatalf("tools/list returned %q", got)
+	}
+
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello through caddy"}})
+	if err != nil {
+		t.Fatalf("tools/call echo: %v", err)
+	}
+	var echo mcpdemo.EchoOut
+	structured(t, res, &echo)
+	if echo.Text != "hello through caddy" {
+		t.Fatalf("echo returned %q", echo.Text)
+	}
+
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatalf("tools/call whoami: %v", err)
+	}
+	var who mcpdemo.WhoAmIOut
+	structured(t, res, &who)
+	if who.Client != "e2e-client" || who.Scopes != "mcp:read" {
+		t.Fatalf("identity headers at the backend: %+v", who)
+	}
+	if who.Authorization {
+		t.Fatal("the backend received the Authorization header")
+	}
+	if h := env.rec.Last(); h.Get("Authorization") != "" || h.Get("X-MCP-Client") != "e2e-client" {
+		t.Fatalf("backend request headers: %v", h)
+	}
+}
+
+func TestE2ERefusals(t *testing.T) {
+	env := newE2E(t)
+	before := env.rec.Count()
+	cases := []struct {
+		name      string
+		token     string
+		status    int
+		challenge string
+		errorCode string
+	}{
+		{"no token", "", 401, `Bearer scope="mcp:read"`, "missing_token"},
+		{"expired", env.token(func(o *devtools.TokenOptions) { o.ExpiresIn = -10 * time.Minute }), 401,
+			`Bearer error="invalid_token", error_description="Token has expired", scope="mcp:read"`, "invalid_token"},
+		{"bad signature", devtools.MustGenerateKey("RS256").MustToken(devtools.TokenOptions{Issuer: e2eIssuer, Audience: []string{e2eAudience}}), 401,
+			`Bearer error="invalid_token", error_description="Token signature verification failed", scope="mcp:read"`, "invalid_token"},
+		{"wrong audience", env.token(func(o *devtools.TokenOptions) { o.Audience = []string{"another-api"} }), 401,
+			`Bearer error="invalid_token", error_description="Invalid audience", scope="mcp:read"`, "invalid_token"},
+		{"missing scope", env.token(func(o *devtools.TokenOptions) { o.Scopes = []string{"other"} }), 403,
+			`Bearer error="insufficient_scope", error_description="Insufficient scope", scope="mcp:read"`, "insufficient_scope"},
+		{"malformed header", "two words", 400,
+			`Bearer error="invalid_request", error_description="Malformed authorization request", scope="mcp:read"`, "invalid_request"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := post(t, e2eBase+"/mcp", tc.token, toolsList)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (body %s)", resp.StatusCode, tc.status, body)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); got != tc.challenge {
+				t.Fatalf("WWW-Authenticate %q, want %q", got, tc.challenge)
+			}
+			var eb errorBody
+			if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Error != tc.errorCode {
+				t.Fatalf("body %s (%v)", body, err)
+			}
+		})
+	}
+	if n := env.rec.Count() - before; n != 0 {
+		t.Fatalf("%d refused requests reached the backend", n)
+	}
+
+	// The SDK client itself sees the 401.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := connect(ctx, e2eBase+"/mcp", ""); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+		t.Fatalf("connect without a token: %v", err)
+	}
+}
+
+func TestE2EForwardToken(t *testing.T) {
+	env := newE2E(t)
+	resp, body := post(t, e2eBase+"/fwd/x", "dev-forward-token", toolsList)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if got := env.rec.Last().Get("Authorization"); got != "Bearer dev-forward-token" {
+		t.Fatalf("with forward_token the backend got Authorization %q", got)
+	}
+}
