@@ -32,7 +32,7 @@ const (
 // startCaddy loads cfg into the test process's Caddy. caddytest skips a
 // test whose prerequisites are missing; here that is a failure, so that a
 // broken setup can never pass silently (only -short skips on purpose).
-func startCaddy(t *testing.T, cfg string) *caddytest.Tester {
+func startCaddy(t *testing.T, cfg, adapter string) *caddytest.Tester {
 	t.Helper()
 	loaded := false
 	defer func() {
@@ -41,7 +41,7 @@ func startCaddy(t *testing.T, cfg string) *caddytest.Tester {
 		}
 	}()
 	tc := caddytest.NewTester(t)
-	tc.InitServer(cfg, "caddyfile")
+	tc.InitServer(cfg, adapter)
 	loaded = !t.Failed()
 	return tc
 }
@@ -99,7 +99,7 @@ http://localhost:9080 {
 		reverse_proxy %[4]s
 	}
 }
-`, e2eIssuer, e2eAudience, pub, addr))
+`, e2eIssuer, e2eAudience, pub, addr), "caddyfile")
 	return env
 }
 
@@ -274,5 +274,51 @@ func TestE2EForwardToken(t *testing.T) {
 	}
 	if got := env.rec.Last().Get("Authorization"); got != "Bearer dev-forward-token" {
 		t.Fatalf("with forward_token the backend got Authorization %q", got)
+	}
+}
+
+// TestE2EProviderJSON runs the authentication provider inside Caddy's
+// `authentication` handler from a JSON config, as the README shows.
+func TestE2EProviderJSON(t *testing.T) {
+	key := devtools.MustGenerateKey("ES256")
+	rec := &mcpdemo.Recorder{}
+	addr, stop, err := mcpdemo.Serve(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	pub, _ := json.Marshal(mustPEM(t, key))
+	cfg := fmt.Sprintf(`{
+	"admin": {"listen": "localhost:2999"},
+	"logging": {"logs": {"default": {"level": "WARN"}}},
+	"apps": {"http": {"http_port": 9080, "servers": {"srv0": {
+		"listen": [":9080"],
+		"automatic_https": {"disable": true},
+		"routes": [{"handle": [
+			{"handler": "authentication", "providers": {"mcp_token": {
+				"public_key": %s, "audiences": ["mcp-api"], "required_scopes": ["mcp:read"]}}},
+			{"handler": "headers", "request": {"set": {"X-MCP-Client": ["{http.auth.user.client_id}"]}}},
+			{"handler": "reverse_proxy", "upstreams": [{"dial": %q}]}
+		]}]
+	}}}}
+}`, pub, addr)
+	startCaddy(t, cfg, "json")
+
+	good := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}, Scopes: []string{"mcp:read"}, Claims: map[string]any{"client_id": "json-client"}})
+	resp, body := post(t, e2eBase+"/mcp", good, toolsList)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"echo"`) {
+		t.Fatalf("valid token through the provider: %d %s", resp.StatusCode, body)
+	}
+	if h := rec.Last(); h.Get("X-MCP-Client") != "json-client" || h.Get("Authorization") != "" {
+		t.Fatalf("backend headers: %v", h)
+	}
+	resp, _ = post(t, e2eBase+"/mcp", "", toolsList)
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer scope="mcp:read"` {
+		t.Fatalf("no token: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	noScope := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}})
+	resp, _ = post(t, e2eBase+"/mcp", noScope, toolsList)
+	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
+		t.Fatalf("missing scope through the provider: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 }
