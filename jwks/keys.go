@@ -32,24 +32,31 @@ type Key struct {
 // ErrKeyRefused wraps every reason a JWK is not used for verification.
 var ErrKeyRefused = errors.New("jwk refused")
 
-// ParseKey parses one JWK (JSON) and vets it; see VetKey.
-func ParseKey(raw json.RawMessage) (Key, error) {
-	j, err := jwkset.NewJWKFromRawJSON(raw, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+// ParseKey parses one public JWK (JSON) and vets it; see VetKey.
+func ParseKey(raw json.RawMessage) (Key, error) { return parseKey(raw, false) }
+
+func parseKey(raw json.RawMessage, symmetric bool) (Key, error) {
+	// Private: true keeps "k" of symmetric keys; asymmetric private keys
+	// are reduced to their public half by VetKey.
+	j, err := jwkset.NewJWKFromRawJSON(raw, jwkset.JWKMarshalOptions{Private: symmetric}, jwkset.JWKValidateOptions{})
 	if err != nil {
 		return Key{}, fmt.Errorf("%w: %w", ErrKeyRefused, err)
 	}
-	return VetKey(j)
+	return VetKey(j, symmetric)
 }
 
 // VetKey turns a parsed JWK into a Key, refusing any key that is not a
 // public signature-verification key fit for use (RFC 7517, RFC 8725):
 //   - use must be absent or "sig"; key_ops, when present, must include "verify";
-//   - symmetric ("oct") keys are refused: a JWKS is public, an HMAC key in it is a leak or an attack;
+//   - symmetric ("oct") keys are refused unless symmetric is set (a local,
+//     operator-provided secret key set; never a fetched JWKS, which is public:
+//     an HMAC key in it is a leak or an attack); then alg must be HS256/384/512
+//     and the key at least 32/48/64 bytes;
 //   - private keys are used for their public half only;
 //   - RSA: at least 2048 bits, e > 1 and odd, not ROCA-vulnerable (CVE-2017-15361);
 //   - EC: P-256, P-384 or P-521 with the point on the curve (jwkset checks it); OKP: Ed25519 only;
 //   - alg, when present, must be a supported algorithm for the key's type.
-func VetKey(j jwkset.JWK) (Key, error) {
+func VetKey(j jwkset.JWK, symmetric bool) (Key, error) {
 	m := j.Marshal()
 	k := Key{Kid: m.KID, Alg: string(m.ALG)}
 	refuse := func(format string, args ...any) (Key, error) {
@@ -75,7 +82,18 @@ func VetKey(j jwkset.JWK) (Key, error) {
 	case ed25519.PrivateKey:
 		k.Public = key.Public()
 	case []byte:
-		return refuse("symmetric (oct) keys are never taken from a JWKS")
+		if !symmetric {
+			return refuse("symmetric (oct) keys are never taken from a JWKS")
+		}
+		alg, err := verifiers.LookupAlgorithm(k.Alg)
+		if err != nil || !alg.IsHMAC() {
+			return refuse("a symmetric key needs alg HS256, HS384 or HS512 (got %q)", k.Alg)
+		}
+		if err := verifiers.CheckHMACSecret(alg, key); err != nil {
+			return refuse("%v", err)
+		}
+		k.Public = key
+		return k, nil
 	default:
 		return refuse("unsupported key type %T", key)
 	}
@@ -103,32 +121,42 @@ func VetKey(j jwkset.JWK) (Key, error) {
 
 // Set is a fixed set of vetted keys; it implements verifiers.KeySource.
 type Set struct {
-	keys []Key
+	keys      []Key
+	symmetric bool
 }
 
 // NewSet builds a set. Keys sharing a kid are ambiguous, so every key with
-// a duplicated non-empty kid is dropped (reported in the returned error
-// list, with the other refusals, for logging).
+// a duplicated non-empty kid is dropped.
 func NewSet(keys []Key) *Set {
+	s := &Set{}
 	count := map[string]int{}
 	for _, k := range keys {
 		if k.Kid != "" {
 			count[k.Kid]++
 		}
 	}
-	s := &Set{}
 	for _, k := range keys {
 		if k.Kid == "" || count[k.Kid] == 1 {
 			s.keys = append(s.keys, k)
+			_, isSecret := k.Public.([]byte)
+			s.symmetric = s.symmetric || isSecret
 		}
 	}
 	return s
 }
 
+// AllowsHMAC reports whether the set holds symmetric keys, which only a
+// local secret key set can (see ParseSet); verifiers.NewJWT refuses HMAC
+// algorithms with any other non-static key source.
+func (s *Set) AllowsHMAC() bool { return s.symmetric }
+
 // ParseSet parses and vets a JWKS document. It returns the usable keys and
-// the reasons other entries were dropped. A set that mixes symmetric and
-// asymmetric keys, or that is not a JWKS at all, is an error.
-func ParseSet(doc []byte) (*Set, []error, error) {
+// the reasons other entries were dropped (an entry with an unsupported or
+// bad key is skipped, not fatal). A set that mixes symmetric and
+// asymmetric keys is ambiguous and refused as a whole, as is a document
+// that is not a JWKS. symmetric allows HMAC keys: set it only for a
+// local secret key set, never for a fetched JWKS.
+func ParseSet(doc []byte, symmetric bool) (*Set, []error, error) {
 	var raw struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
@@ -140,7 +168,7 @@ func ParseSet(doc []byte) (*Set, []error, error) {
 	}
 	var keys []Key
 	var dropped []error
-	symmetric := false
+	hasOct := false
 	for i, r := range raw.Keys {
 		var probe struct {
 			Kty string `json:"kty"`
@@ -148,16 +176,16 @@ func ParseSet(doc []byte) (*Set, []error, error) {
 		}
 		_ = json.Unmarshal(r, &probe)
 		if probe.Kty == "oct" {
-			symmetric = true
+			hasOct = true
 		}
-		k, err := ParseKey(r)
+		k, err := parseKey(r, symmetric)
 		if err != nil {
 			dropped = append(dropped, fmt.Errorf("key %d: %w", i, err))
 			continue
 		}
 		keys = append(keys, k)
 	}
-	if symmetric && len(keys) > 0 {
+	if hasOct && len(raw.Keys) > 0 && slices.ContainsFunc(keys, func(k Key) bool { _, s := k.Public.([]byte); return !s }) {
 		return nil, dropped, errors.New("JWKS mixes symmetric and asymmetric keys: refused as a whole")
 	}
 	set := NewSet(keys)

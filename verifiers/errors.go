@@ -127,6 +127,16 @@ func Classify(err error) Outcome {
 	return unclassified
 }
 
+// isSentinel reports whether err wraps one of this package's sentinels.
+func isSentinel(err error) bool {
+	for _, o := range outcomes {
+		if errors.Is(err, o.err) {
+			return true
+		}
+	}
+	return false
+}
+
 // Reasons lists every reason label Classify can return, for metrics.
 func Reasons() []string {
 	seen := map[string]bool{Accepted.Reason: true}

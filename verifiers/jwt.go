@@ -109,6 +109,12 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 				return nil, err
 			}
 		}
+	} else if hs, ok := cfg.Keys.(interface{ AllowsHMAC() bool }); !ok || !hs.AllowsHMAC() {
+		for _, alg := range v.algs {
+			if alg.IsHMAC() {
+				return nil, fmt.Errorf("algorithm confusion: HMAC algorithms cannot be used with JWKS endpoints (%s)", alg.Name)
+			}
+		}
 	}
 	if cfg.Now == nil {
 		v.cfg.Now = time.Now
@@ -328,7 +334,7 @@ var jwtErrors = []struct{ from, to error }{
 }
 
 func classifyJWTError(err error) error {
-	if Classify(err) != unclassified {
+	if isSentinel(err) {
 		return err // already one of ours, from the key func
 	}
 	for _, m := range jwtErrors {

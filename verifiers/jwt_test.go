@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -314,5 +315,24 @@ func TestPSSSaltLength(t *testing.T) {
 	v := newJWT(t, rsaKey.Public, func(c *verifiers.JWTConfig) { c.Algorithms = []string{"PS256"} })
 	if _, err := v.Verify(context.Background(), s); !errors.Is(err, verifiers.ErrBadSignature) {
 		t.Fatalf("want bad signature, got %v", err)
+	}
+}
+
+type failingKeys struct{ err error }
+
+func (f failingKeys) Key(context.Context, *verifiers.Algorithm, string) (any, error) {
+	return nil, f.err
+}
+
+// A key source's technical failure must stay a technical failure (503),
+// never turn into a 401 on the way through golang-jwt.
+func TestKeySourceFailureStaysTechnical(t *testing.T) {
+	v, err := verifiers.NewJWT(verifiers.JWTConfig{Keys: failingKeys{fmt.Errorf("%w: down", verifiers.ErrUnavailable)}, Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(context.Background(), rsaKey.MustToken(opts(nil)))
+	if !errors.Is(err, verifiers.ErrUnavailable) || verifiers.Classify(err).Status != 503 {
+		t.Fatalf("got %v (%+v)", err, verifiers.Classify(err))
 	}
 }
