@@ -1,14 +1,17 @@
 package mcptoken
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -31,55 +34,60 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    algorithms      <alg> [<alg>...]
 //	    public_key      <pem-or-file>
 //	    hmac_secret     <secret>
+//	    jwks_uri        <url>
+//	    discover
+//	    jwks_cache_ttl  <duration>
+//	    jwks_timeout    <duration>
+//	    jwks_throttle   <duration>
 //	    required_scopes <scope> [<scope>...]
 //	    clock_skew      <duration>
 //	    token_type      at+jwt
 //	    forward_token
 //	    static_token    <token> <client_id> [<scope>...]
+//	    issuer <iss> {
+//	        public_key | hmac_secret | jwks_uri <...> | discover
+//	        audience        <aud> [<aud>...]
+//	        algorithms      <alg> [<alg>...]
+//	        required_scopes <scope> [<scope>...]
+//	    }
 //	}
 //
-// public_key takes inline PEM (a heredoc works: public_key <<PEM ... PEM)
-// or a file path. Secrets should come from {env.*}, {$VAR} or {file.*}
-// placeholders. Values are checked here where they can be, so that
-// `caddy adapt` and `caddy validate` name the Caddyfile line.
+// One key source (public_key, hmac_secret, jwks_uri or discover) per
+// policy: the top level is one policy, each issuer block another. public_key
+// takes inline PEM (a heredoc works: public_key <<PEM ... PEM) or a file
+// path. Secrets should come from {env.*}, {$VAR} or {file.*} placeholders.
+// Values are checked here where they can be, so that `caddy adapt` and
+// `caddy validate` name the Caddyfile line.
 func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
-	start := d.Token()
+	p := parseState{start: d.Token()}
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	var keyTok, staticTok *caddyfile.Token
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		tok := d.Token()
-		var err error
+		handled, err := p.policyOption(d, sub, &c.KeyConfig, &c.Audiences, &c.Algorithms, &c.RequiredScopes, &p.keyTok)
+		if handled {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		switch sub {
 		case "issuer":
-			c.Issuers, err = appendArgs(d, c.Issuers)
-		case "audience":
-			c.Audiences, err = appendArgs(d, c.Audiences)
-		case "required_scopes":
-			c.RequiredScopes, err = appendArgs(d, c.RequiredScopes)
-		case "algorithms":
-			if c.Algorithms, err = appendArgs(d, c.Algorithms); err == nil {
-				err = checkAlgorithms(d, c.Algorithms)
-			}
-		case "public_key", "hmac_secret":
-			if keyTok != nil {
-				return d.Errf("%s: only one of public_key or hmac_secret, once (the key is already set at line %d)", sub, keyTok.Line)
-			}
-			keyTok = &tok
-			var v string
-			if v, err = singleArg(d); err == nil {
-				if sub == "public_key" {
-					c.PublicKey = v
-					err = checkPublicKey(d, v)
-				} else {
-					c.HMACSecret = v
-				}
-			}
+			err = c.parseIssuer(d, &p)
+		case "jwks_cache_ttl":
+			err = parseDuration(d, &c.JWKSCacheTTL, 0)
+		case "jwks_timeout":
+			err = parseDuration(d, &c.JWKSTimeout, 0)
+		case "jwks_throttle":
+			err = parseDuration(d, &c.JWKSThrottle, 0)
 		case "clock_skew":
-			err = c.parseClockSkew(d)
+			var skew caddy.Duration
+			if err = parseDuration(d, &skew, verifiers.MaxClockSkew); err == nil {
+				c.ClockSkew = &skew
+			}
 		case "token_type":
 			var v string
 			if v, err = singleArg(d); err == nil {
@@ -94,8 +102,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			c.ForwardToken = true
 		case "static_token":
-			if staticTok == nil {
-				staticTok = &tok
+			if p.staticTok == nil {
+				p.staticTok = &tok
 			}
 			args := d.RemainingArgs()
 			if len(args) < 2 {
@@ -109,45 +117,177 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return c.checkParsed(start, keyTok, staticTok)
+	return c.checkParsed(&p)
 }
 
-// checkParsed builds the verifiers once with the literal values, so that
-// a bad combination (algorithm confusion, a short secret, a key that does
-// not fit the algorithms) fails `caddy adapt` at the line that caused it.
-// Values behind runtime placeholders are checked at start instead.
-func (c *Config) checkParsed(start caddyfile.Token, keyTok, staticTok *caddyfile.Token) error {
-	at := func(tok *caddyfile.Token, err error) error {
-		if tok == nil {
-			tok = &start
+// parseState remembers where things were written, to point errors found
+// after the whole block is read at the right line.
+type parseState struct {
+	start     caddyfile.Token
+	keyTok    *caddyfile.Token   // the top-level key source
+	staticTok *caddyfile.Token   // the first static_token
+	issuerTok []*caddyfile.Token // one per issuer block
+}
+
+// parseIssuer reads `issuer <iss>...` (accepted values for the top-level
+// key source) or `issuer <iss> { ... }` (a policy of its own).
+func (c *Config) parseIssuer(d *caddyfile.Dispenser, p *parseState) error {
+	tok := d.Token()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	var ic IssuerConfig
+	var keyTok *caddyfile.Token
+	hasBlock := false
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		hasBlock = true
+		sub := d.Val()
+		handled, err := p.policyOption(d, sub, &ic.KeyConfig, &ic.Audiences, &ic.Algorithms, &ic.RequiredScopes, &keyTok)
+		if !handled {
+			return d.Errf("issuer block: unrecognized subdirective '%s' (allowed: public_key, hmac_secret, jwks_uri, discover, audience, algorithms, required_scopes)", sub)
 		}
-		return fmt.Errorf("%s: %w, at %s:%d", start.Text, err, tok.File, tok.Line)
-	}
-	probe := *c
-	if hasPlaceholder(probe.HMACSecret) {
-		probe.HMACSecret = strings.Repeat("x", 64) // length is checked at start
-	}
-	repl := caddy.NewReplacer()
-	if !hasPlaceholder(probe.PublicKey) && (probe.PublicKey != "" || probe.HMACSecret != "") {
-		if _, err := probe.buildJWT(repl); err != nil {
-			return at(keyTok, err)
+		if err != nil {
+			return err
 		}
 	}
-	for i, st := range probe.StaticTokens {
-		if hasPlaceholder(st.Token) {
-			probe.StaticTokens[i].Token = fmt.Sprintf("placeholder-%d", i)
-		}
-	}
-	if _, err := probe.buildStatic(repl, false); len(probe.StaticTokens) > 0 && err != nil {
-		return at(staticTok, err)
-	}
-	if hasPlaceholder(probe.PublicKey) {
+	if !hasBlock {
+		c.Issuers = append(c.Issuers, args...)
 		return nil
 	}
-	if _, err := probe.buildChain(repl, false); err != nil {
-		return at(nil, err) // what is left: the block as a whole
+	if len(args) != 1 {
+		return fmt.Errorf("issuer block: name exactly one issuer per block, at %s:%d", tok.File, tok.Line)
+	}
+	ic.Issuer = args[0]
+	c.IssuerConfigs = append(c.IssuerConfigs, ic)
+	p.issuerTok = append(p.issuerTok, &tok)
+	return nil
+}
+
+// policyOption parses the options a policy takes both at the top level and
+// in an issuer block. handled is false for any other subdirective.
+func (p *parseState) policyOption(d *caddyfile.Dispenser, sub string, keys *KeyConfig,
+	audiences, algorithms, scopes *[]string, keyTok **caddyfile.Token) (handled bool, err error) {
+	switch sub {
+	case "audience":
+		*audiences, err = appendArgs(d, *audiences)
+	case "required_scopes":
+		*scopes, err = appendArgs(d, *scopes)
+	case "algorithms":
+		if *algorithms, err = appendArgs(d, *algorithms); err == nil {
+			err = checkAlgorithms(d, *algorithms)
+		}
+	case "public_key", "hmac_secret", "jwks_uri", "discover":
+		if *keyTok != nil {
+			return true, d.Errf("%s: one key source per policy (public_key, hmac_secret, jwks_uri or discover); one is already set at line %d", sub, (*keyTok).Line)
+		}
+		tok := d.Token()
+		*keyTok = &tok
+		if sub == "discover" {
+			if d.NextArg() {
+				return true, d.ArgErr()
+			}
+			keys.Discover = true
+			return true, nil
+		}
+		var v string
+		if v, err = singleArg(d); err != nil {
+			return true, err
+		}
+		switch sub {
+		case "public_key":
+			keys.PublicKey = v
+			err = checkPublicKey(d, v)
+		case "hmac_secret":
+			keys.HMACSecret = v
+		case "jwks_uri":
+			keys.JWKSURI = v
+			if !hasPlaceholder(v) {
+				if uerr := jwks.CheckURL(v, false); uerr != nil {
+					err = d.Errf("jwks_uri: %v", uerr)
+				}
+			}
+		}
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// checkParsed builds the verifiers once with the literal values (fetching
+// nothing), so that a bad combination (algorithm confusion, a short
+// secret, a key that does not fit the algorithms, HMAC with a JWKS) fails
+// `caddy adapt` at the line that caused it. Values behind runtime
+// placeholders are checked at start instead.
+func (c *Config) checkParsed(p *parseState) error {
+	at := func(tok *caddyfile.Token, err error) error {
+		if tok == nil {
+			tok = &p.start
+		}
+		return fmt.Errorf("%s: %w, at %s:%d", p.start.Text, err, tok.File, tok.Line)
+	}
+	probe := *c
+	probe.KeyConfig = probeKeys(c.KeyConfig)
+	probe.IssuerConfigs = make([]IssuerConfig, len(c.IssuerConfigs))
+	for i, ic := range c.IssuerConfigs {
+		ic.KeyConfig = probeKeys(ic.KeyConfig)
+		probe.IssuerConfigs[i] = ic
+	}
+	probe.StaticTokens = make([]StaticToken, len(c.StaticTokens))
+	for i, st := range c.StaticTokens {
+		if hasPlaceholder(st.Token) {
+			st.Token = fmt.Sprintf("placeholder-%d", i)
+		}
+		probe.StaticTokens[i] = st
+	}
+	repl := caddy.NewReplacer()
+	noFetch := func(jwks.Options) (verifiers.KeySource, error) { return parseTimeKeys{}, nil }
+	ps, err := probe.policies()
+	if err != nil {
+		return at(nil, err)
+	}
+	toks := append([]*caddyfile.Token{}, p.issuerTok...)
+	if probe.KeyConfig.count() > 0 {
+		toks = append([]*caddyfile.Token{p.keyTok}, toks...)
+	}
+	for i, pol := range ps {
+		if _, err := probe.buildJWT(pol, repl, false, noFetch); err != nil {
+			return at(toks[i], err)
+		}
+	}
+	if len(probe.StaticTokens) > 0 {
+		if _, err := probe.buildStatic(repl, false); err != nil {
+			return at(p.staticTok, err)
+		}
+	}
+	if _, err := probe.buildChain(repl, false, noFetch); err != nil {
+		return at(nil, err) // what is left concerns the block as a whole
 	}
 	return nil
+}
+
+// probeKeys stands in for values that only exist at start: a placeholder
+// secret becomes a long dummy (its length is checked at start), and a
+// placeholder public key or JWKS URL a JWKS that holds no key (the key's
+// fit to the algorithms is checked at start).
+func probeKeys(k KeyConfig) KeyConfig {
+	if hasPlaceholder(k.PublicKey) {
+		k = KeyConfig{JWKSURI: "https://placeholder.invalid/jwks"}
+	}
+	if hasPlaceholder(k.HMACSecret) {
+		k.HMACSecret = strings.Repeat("x", 64)
+	}
+	if hasPlaceholder(k.JWKSURI) {
+		k.JWKSURI = "https://placeholder.invalid/jwks"
+	}
+	return k
+}
+
+// parseTimeKeys is the key source used while parsing: it holds no key.
+type parseTimeKeys struct{}
+
+func (parseTimeKeys) Key(context.Context, *verifiers.Algorithm, string) (any, error) {
+	return nil, verifiers.ErrUnavailable
 }
 
 func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
@@ -189,19 +329,24 @@ func checkPublicKey(d *caddyfile.Dispenser, v string) error {
 	return nil
 }
 
-func (c *Config) parseClockSkew(d *caddyfile.Dispenser) error {
+// parseDuration reads one duration into dst; max, when not 0, is the
+// largest value allowed. Negative durations are refused.
+func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration, max time.Duration) error {
+	name := d.Val()
 	v, err := singleArg(d)
 	if err != nil {
 		return err
 	}
 	dur, err := caddy.ParseDuration(v)
 	if err != nil {
-		return d.Errf("clock_skew: %q is not a duration (for example 60s): %v", v, err)
+		return d.Errf("%s: %q is not a duration (for example 60s): %v", name, v, err)
 	}
-	if dur < 0 || dur > verifiers.MaxClockSkew {
-		return d.Errf("clock_skew: %s out of range (0s to %s)", dur, verifiers.MaxClockSkew)
+	if dur < 0 || (max > 0 && dur > max) {
+		if max > 0 {
+			return d.Errf("%s: %s out of range (0s to %s)", name, dur, max)
+		}
+		return d.Errf("%s: %s must not be negative", name, dur)
 	}
-	cd := caddy.Duration(dur)
-	c.ClockSkew = &cd
+	*dst = caddy.Duration(dur)
 	return nil
 }

@@ -54,7 +54,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				Issuers:        []string{"https://a.example", "https://b.example"},
 				Audiences:      []string{"mcp-api", "other"},
 				Algorithms:     []string{"RS256", "PS256"},
-				PublicKey:      keyFile,
+				KeyConfig:      KeyConfig{PublicKey: keyFile},
 				RequiredScopes: []string{"mcp:read", "mcp:write"},
 				ClockSkew:      skew(30 * time.Second),
 				TokenType:      "at+jwt",
@@ -64,17 +64,17 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{
 			name:  "inline PEM by heredoc",
 			input: "mcp_token {\n\tpublic_key <<PEM\n" + pemText + "PEM\n}",
-			want:  Config{PublicKey: strings.TrimSuffix(pemText, "\n")},
+			want:  Config{KeyConfig: KeyConfig{PublicKey: strings.TrimSuffix(pemText, "\n")}},
 		},
 		{
 			name:  "hmac secret from a placeholder",
 			input: "mcp_token {\n hmac_secret {env.MCP_SECRET}\n}",
-			want:  Config{HMACSecret: "{env.MCP_SECRET}"},
+			want:  Config{KeyConfig: KeyConfig{HMACSecret: "{env.MCP_SECRET}"}},
 		},
 		{
 			name:  "hmac secret literal, HS512",
 			input: "mcp_token {\n hmac_secret " + strings.Repeat("k", 64) + "\n algorithms HS512\n}",
-			want:  Config{HMACSecret: strings.Repeat("k", 64), Algorithms: []string{"HS512"}},
+			want:  Config{KeyConfig: KeyConfig{HMACSecret: strings.Repeat("k", 64)}, Algorithms: []string{"HS512"}},
 		},
 		{
 			name: "static tokens",
@@ -88,9 +88,46 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			}},
 		},
 		{
+			name: "jwks and issuer blocks",
+			input: `mcp_token {
+				jwks_uri https://idp.example.com/.well-known/jwks.json
+				issuer https://idp.example.com
+				audience mcp-api
+				jwks_cache_ttl 30m
+				jwks_timeout 5s
+				jwks_throttle 1m
+				issuer https://other.example.com {
+					discover
+					audience other-api
+					algorithms ES256
+					required_scopes other:read
+				}
+				issuer https://internal {
+					hmac_secret {env.INTERNAL_SECRET}
+				}
+			}`,
+			want: Config{
+				KeyConfig:    KeyConfig{JWKSURI: "https://idp.example.com/.well-known/jwks.json"},
+				Issuers:      []string{"https://idp.example.com"},
+				Audiences:    []string{"mcp-api"},
+				JWKSCacheTTL: caddy.Duration(30 * time.Minute),
+				JWKSTimeout:  caddy.Duration(5 * time.Second),
+				JWKSThrottle: caddy.Duration(time.Minute),
+				IssuerConfigs: []IssuerConfig{
+					{Issuer: "https://other.example.com", KeyConfig: KeyConfig{Discover: true}, Audiences: []string{"other-api"}, Algorithms: []string{"ES256"}, RequiredScopes: []string{"other:read"}},
+					{Issuer: "https://internal", KeyConfig: KeyConfig{HMACSecret: "{env.INTERNAL_SECRET}"}},
+				},
+			},
+		},
+		{
+			name:  "public key from a file placeholder",
+			input: "mcp_token {\n public_key {file./etc/caddy/issuer.pem}\n algorithms ES256\n}",
+			want:  Config{KeyConfig: KeyConfig{PublicKey: "{file./etc/caddy/issuer.pem}"}, Algorithms: []string{"ES256"}},
+		},
+		{
 			name:  "zero skew",
 			input: "mcp_token {\n hmac_secret {env.S}\n clock_skew 0\n}",
-			want:  Config{HMACSecret: "{env.S}", ClockSkew: skew(0)},
+			want:  Config{KeyConfig: KeyConfig{HMACSecret: "{env.S}"}, ClockSkew: skew(0)},
 		},
 	}
 	for _, tc := range cases {
@@ -116,8 +153,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	}{
 		{"argument on the directive", `mcp_token foo`, "wrong argument count"},
 		{"unknown subdirective", "mcp_token {\n issuer x\n frobnicate on\n}", "unrecognized subdirective 'frobnicate', at Testfile:3"},
-		{"no verifier", "mcp_token {\n}", "no verifier configured: set public_key, hmac_secret or static_token, at Testfile:1"},
-		{"issuer without key", "mcp_token {\n static_token t c\n issuer x\n}", "need a key: set public_key or hmac_secret, at Testfile:1"},
+		{"no verifier", "mcp_token {\n}", "no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block or static_token, at Testfile:1"},
+		{"issuer without key", "mcp_token {\n static_token t c\n issuer x\n}", "issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri or discover (or use issuer blocks), at Testfile:1"},
 		{"issuer without value", "mcp_token {\n issuer\n}", "wrong argument count"},
 		{"bad algorithm", "mcp_token {\n hmac_secret {env.S}\n algorithms HS256 RS257\n}", `algorithms: unsupported algorithm "RS257"`},
 		{"alg none", "mcp_token {\n algorithms none\n}", `"none" is never accepted, at Testfile:2`},
@@ -128,7 +165,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"public key with HS256 (confusion)", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n algorithms HS256\n}", "algorithm confusion: HS256 needs an HMAC secret, not a public key, at Testfile:2"},
 		{"mixed families", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n algorithms RS256 HS256\n}", "algorithm confusion: HMAC algorithms (HS256) cannot be allowed together with asymmetric ones (RS256)"},
 		{"EC key with RS256", "mcp_token {\n algorithms RS256\n public_key <<PEM\n" + ecPEM + "PEM\n}", "public key (EC P-256) cannot verify RS256; set algorithms to match the key, at Testfile:3"},
-		{"both keys", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n hmac_secret {env.S}\n}", "only one of public_key or hmac_secret, once (the key is already set at line 2)"},
+		{"both keys", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n hmac_secret {env.S}\n}", "hmac_secret: one key source per policy (public_key, hmac_secret, jwks_uri or discover); one is already set at line 2, at Testfile:"},
 		{"missing key file", "mcp_token {\n public_key /nonexistent/key.pem\n}", "public_key: public key is neither PEM nor a readable file"},
 		{"garbage PEM", "mcp_token {\n public_key \"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\"\n}", "public_key: public key: parsing PUBLIC KEY"},
 		{"private key given", "mcp_token {\n public_key \"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\"\n}", "configure the public key only"},
@@ -137,6 +174,18 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"bad token_type", "mcp_token {\n hmac_secret {env.S}\n token_type JWT\n}", `token_type: "JWT" not supported; the only value is at+jwt`},
 		{"forward_token with argument", "mcp_token {\n hmac_secret {env.S}\n forward_token yes\n}", "wrong argument count"},
 		{"static token without client", "mcp_token {\n static_token abc\n}", "static_token: want <token> <client_id> [<scope>...], at Testfile:2"},
+		{"HMAC with a JWKS", "mcp_token {\n jwks_uri https://idp.example.com/jwks\n algorithms HS256\n}", "HMAC algorithms cannot be used with JWKS endpoints (HS256), at Testfile:2"},
+		{"relative jwks_uri", "mcp_token {\n jwks_uri /jwks.json\n}", `jwks_uri: "/jwks.json" is not an absolute http(s) URL, at Testfile:2`},
+		{"jwks_uri and public key", "mcp_token {\n jwks_uri https://idp/jwks\n discover\n}", "discover: one key source per policy"},
+		{"discover needs one issuer", "mcp_token {\n issuer https://a https://b\n discover\n}", "discover needs exactly one issuer, at Testfile:3"},
+		{"negative ttl", "mcp_token {\n jwks_uri https://idp/jwks\n jwks_cache_ttl -1m\n}", "jwks_cache_ttl: -1m0s must not be negative, at Testfile:3"},
+		{"bad timeout", "mcp_token {\n jwks_uri https://idp/jwks\n jwks_timeout fast\n}", `jwks_timeout: "fast" is not a duration`},
+		{"issuer block without key", "mcp_token {\n issuer https://a {\n  audience x\n }\n}", "issuer https://a: set one of public_key, hmac_secret, jwks_uri or discover"},
+		{"issuer block with two issuers", "mcp_token {\n issuer https://a https://b {\n  jwks_uri https://a/jwks\n }\n}", "issuer block: name exactly one issuer per block, at Testfile:2"},
+		{"unknown option in issuer block", "mcp_token {\n issuer https://a {\n  jwks_uri https://a/jwks\n  forward_token\n }\n}", "issuer block: unrecognized subdirective 'forward_token'"},
+		{"confusion inside an issuer block", "mcp_token {\n issuer https://a {\n  jwks_uri https://a/jwks\n }\n issuer https://b {\n  hmac_secret {env.S}\n  algorithms RS256\n }\n}", "issuer https://b: algorithm confusion: RS256 needs a public key, not an HMAC secret, at Testfile:5"},
+		{"same issuer twice", "mcp_token {\n issuer https://a {\n  jwks_uri https://a/jwks\n }\n issuer https://a {\n  jwks_uri https://a/jwks2\n }\n}", `issuer "https://a" is configured twice, at Testfile:1`},
+		{"top-level key without issuer beside blocks", "mcp_token {\n jwks_uri https://x/jwks\n issuer https://a {\n  jwks_uri https://a/jwks\n }\n}", "each key source must name its issuer"},
 		{"duplicate static token", "mcp_token {\n static_token abc c1\n static_token abc c2\n}", "static token 2: duplicate token, at Testfile:2"},
 	}
 	for _, tc := range cases {

@@ -39,12 +39,19 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision builds the verifiers.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	c, err := h.provision(ctx)
-	if err != nil {
+	h.core = new(core)
+	if err := h.provision(ctx, h.core); err != nil {
 		return fmt.Errorf("mcp_token: %w", err)
 	}
-	h.core = c
 	return nil
+}
+
+// Cleanup releases the shared JWKS caches.
+func (h *Handler) Cleanup() error {
+	if h.core == nil {
+		return nil
+	}
+	return h.core.release()
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -100,6 +107,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 	_ caddyfile.Unmarshaler       = (*Handler)(nil)
 )

@@ -166,7 +166,7 @@ func TestProvisionPlaceholders(t *testing.T) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	h := &Handler{Config: Config{
-		HMACSecret:   "{env.E2E_HMAC_SECRET}",
+		KeyConfig:    KeyConfig{HMACSecret: "{env.E2E_HMAC_SECRET}"},
 		StaticTokens: []StaticToken{{Token: "{env.E2E_DEV_TOKEN}", ClientID: "c"}},
 	}}
 	if err := h.Provision(ctx); err != nil {

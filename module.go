@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -29,26 +30,9 @@ func init() {
 	caddy.RegisterModule(Authenticator{})
 }
 
-// Config is the configuration shared by the `mcp_token` handler and the
-// `mcp_token` authentication provider. At least one of public_key,
-// hmac_secret or static_tokens must be set.
-type Config struct {
-	// Accepted values of the token's `iss` claim. When empty, any issuer
-	// is accepted (not recommended).
-	Issuers []string `json:"issuers,omitempty"`
-
-	// Accepted values of the token's `aud` claim; a token matches when any
-	// of its audiences is one of these. When empty, any audience is
-	// accepted (not recommended: a token minted for another service would
-	// pass).
-	Audiences []string `json:"audiences,omitempty"`
-
-	// The JWS algorithms accepted (allow-list). Default: the algorithm of
-	// the public key's type (RS256 for RSA, ES256/ES384/ES512 for EC,
-	// EdDSA for Ed25519), or HS256 with an HMAC secret. HMAC and asymmetric
-	// algorithms can never be mixed; "none" is never accepted.
-	Algorithms []string `json:"algorithms,omitempty"`
-
+// KeyConfig says where the keys that verify JWTs come from: exactly one of
+// a public key, an HMAC secret, a JWKS endpoint, or discovery.
+type KeyConfig struct {
 	// A PEM public key (PKIX PUBLIC KEY, PKCS#1 RSA PUBLIC KEY or an X.509
 	// CERTIFICATE; RSA of 2048 bits or more, ECDSA P-256/384/521, or
 	// Ed25519), given inline or as the path of a PEM file. Placeholders
@@ -59,6 +43,76 @@ type Config struct {
 	// Use a placeholder such as {env.MCP_HMAC_SECRET} or {file./path}
 	// rather than writing the secret in the config. Never logged.
 	HMACSecret string `json:"hmac_secret,omitempty"`
+
+	// The URL of the issuer's JSON Web Key Set. Keys are fetched in the
+	// background, shared by every route and config naming the same URL,
+	// refreshed every jwks_cache_ttl, and refetched (at most once per
+	// jwks_throttle) when a token names an unknown kid. Must be https
+	// when ENVIRONMENT=production.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+
+	// Discover the JWKS URL from the issuer's metadata
+	// (/.well-known/oauth-authorization-server, then
+	// /.well-known/openid-configuration). Needs exactly one issuer.
+	Discover bool `json:"discover,omitempty"`
+}
+
+// IssuerConfig is one issuer's policy when several issuers are accepted:
+// a token's iss selects it, and only its keys can verify the token.
+type IssuerConfig struct {
+	// The issuer (iss) this policy is for. Required.
+	Issuer string `json:"issuer"`
+
+	// Where this issuer's keys come from.
+	KeyConfig
+
+	// Accepted aud values for this issuer's tokens (any of them).
+	Audiences []string `json:"audiences,omitempty"`
+
+	// Accepted algorithms. Default: as for the top-level algorithms.
+	Algorithms []string `json:"algorithms,omitempty"`
+
+	// Scopes this issuer's tokens must carry, on top of the global ones.
+	RequiredScopes []string `json:"required_scopes,omitempty"`
+}
+
+// Config is the configuration shared by the `mcp_token` handler and the
+// `mcp_token` authentication provider. At least one key source (top-level
+// or in issuer_configs) or static token must be set.
+type Config struct {
+	// Accepted values of the token's `iss` claim for the top-level key
+	// source. When empty, any issuer is accepted (not recommended).
+	Issuers []string `json:"issuers,omitempty"`
+
+	// Where the top-level policy's keys come from.
+	KeyConfig
+
+	// Accepted values of the token's `aud` claim; a token matches when any
+	// of its audiences is one of these. When empty, any audience is
+	// accepted (not recommended: a token minted for another service would
+	// pass).
+	Audiences []string `json:"audiences,omitempty"`
+
+	// The JWS algorithms accepted (allow-list). Default: the algorithm of
+	// the public key's type (RS256 for RSA, ES256/ES384/ES512 for EC,
+	// EdDSA for Ed25519), HS256 with an HMAC secret, RS256 with a JWKS.
+	// HMAC and asymmetric algorithms can never be mixed, HMAC never comes
+	// from a JWKS, and "none" is never accepted.
+	Algorithms []string `json:"algorithms,omitempty"`
+
+	// Per-issuer policies, each with its own key source, audiences,
+	// algorithms and scopes. A token's iss selects the policy.
+	IssuerConfigs []IssuerConfig `json:"issuer_configs,omitempty"`
+
+	// Time between background refreshes of JWKS key sets. Default: 1h.
+	JWKSCacheTTL caddy.Duration `json:"jwks_cache_ttl,omitempty"`
+
+	// Timeout of each JWKS or discovery request. Default: 10s.
+	JWKSTimeout caddy.Duration `json:"jwks_timeout,omitempty"`
+
+	// Minimum time between two JWKS refetches caused by tokens with an
+	// unknown kid (meanwhile such tokens get 401). Default: 5m.
+	JWKSThrottle caddy.Duration `json:"jwks_throttle,omitempty"`
 
 	// Scopes every request's token must carry (all of them). A valid token
 	// without them gets 403 insufficient_scope from the handler.
@@ -103,60 +157,168 @@ type core struct {
 	requiredScopes []string
 	forwardToken   bool
 	logger         *zap.Logger
+	pooled         []string // keys of the JWKS caches held in jwksPool
 }
 
-// provision builds the verifier chain. Placeholders in key material and
-// tokens are resolved once, here.
-func (c *Config) provision(ctx caddy.Context) (*core, error) {
-	logger := ctx.Logger()
-	chain, err := c.buildChain(caddy.NewReplacer(), verifiers.IsProduction())
+// jwksPool holds the JWKS caches, keyed by what changes fetching, so that
+// routes and config reloads naming the same endpoint share one cache and
+// one refresh goroutine; the last Cleanup stops it.
+var jwksPool = caddy.NewUsagePool()
+
+type pooledCache struct{ *jwks.Cache }
+
+func (p pooledCache) Destruct() error {
+	p.Close()
+	return nil
+}
+
+// provision builds the verifier chain into c. Placeholders in key material
+// and tokens are resolved once, here. c.release undoes what it acquired,
+// also when provisioning fails.
+func (cfg *Config) provision(ctx caddy.Context, c *core) error {
+	c.logger = ctx.Logger()
+	c.requiredScopes = cfg.RequiredScopes
+	c.forwardToken = cfg.ForwardToken
+	chain, err := cfg.buildChain(caddy.NewReplacer(), verifiers.IsProduction(), c.jwksSource)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	c.verifier = chain
 	if chain.Static != nil {
-		logger.Warn("static tokens are configured: for DEVELOPMENT ONLY, never in production",
-			zap.Int("count", len(c.StaticTokens)))
+		c.logger.Warn("static tokens are configured: for DEVELOPMENT ONLY, never in production",
+			zap.Int("count", len(cfg.StaticTokens)))
 	}
-	if len(c.Audiences) == 0 && chain.JWT != nil {
-		logger.Warn("no audience configured: tokens issued for any service are accepted")
+	if chain.JWT != nil && len(cfg.Audiences) == 0 && len(cfg.IssuerConfigs) == 0 {
+		c.logger.Warn("no audience configured: tokens issued for any service are accepted")
 	}
-	return &core{
-		verifier:       chain,
-		requiredScopes: c.RequiredScopes,
-		forwardToken:   c.ForwardToken,
-		logger:         logger,
-	}, nil
+	return nil
 }
 
-// buildChain turns the config into verifiers. repl resolves placeholders.
-// The Caddyfile parser calls it too, to report bad values with their line.
-func (c *Config) buildChain(repl *caddy.Replacer, production bool) (*verifiers.Chain, error) {
-	chain := &verifiers.Chain{RequiredScopes: c.RequiredScopes}
-	if c.PublicKey != "" || c.HMACSecret != "" {
-		v, err := c.buildJWT(repl)
+// release gives back the pooled JWKS caches.
+func (c *core) release() error {
+	var errs []error
+	for _, key := range c.pooled {
+		if _, err := jwksPool.Delete(key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.pooled = nil
+	return errors.Join(errs...)
+}
+
+// jwksSource takes the shared cache for opts from the pool.
+func (c *core) jwksSource(opts jwks.Options) (verifiers.KeySource, error) {
+	key := fmt.Sprintf("url=%s discover=%s ttl=%s timeout=%s throttle=%s",
+		opts.URL, opts.Issuer, opts.RefreshInterval, opts.Timeout, opts.Throttle)
+	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.jwks")
+	val, _, err := jwksPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		cache, err := jwks.New(opts)
 		if err != nil {
 			return nil, err
 		}
-		chain.JWT = v
-	} else if len(c.Issuers)+len(c.Audiences)+len(c.Algorithms) > 0 || c.TokenType != "" {
-		return nil, errors.New("issuer, audience, algorithms and token_type need a key: set public_key or hmac_secret")
+		return pooledCache{cache}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if len(c.StaticTokens) > 0 {
-		s, err := c.buildStatic(repl, production)
+	c.pooled = append(c.pooled, key)
+	return val.(pooledCache).Cache, nil
+}
+
+// jwksSourceFunc supplies JWKS key sources; the Caddyfile parser passes one
+// that fetches nothing.
+type jwksSourceFunc func(jwks.Options) (verifiers.KeySource, error)
+
+// policy is one set of JWT rules with its key source.
+type policy struct {
+	issuers, audiences, algorithms, requiredScopes []string
+	keys                                           KeyConfig
+	block                                          bool // an issuer_configs entry
+}
+
+// policies lists the JWT policies: the top-level one (when it has a key
+// source) and one per issuer_configs entry.
+func (cfg *Config) policies() ([]policy, error) {
+	var ps []policy
+	if cfg.KeyConfig.count() > 0 {
+		ps = append(ps, policy{issuers: cfg.Issuers, audiences: cfg.Audiences, algorithms: cfg.Algorithms, keys: cfg.KeyConfig})
+	} else if len(cfg.Issuers)+len(cfg.Audiences)+len(cfg.Algorithms) > 0 {
+		return nil, errors.New("issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri or discover (or use issuer blocks)")
+	}
+	for i, ic := range cfg.IssuerConfigs {
+		if ic.Issuer == "" {
+			return nil, fmt.Errorf("issuer config %d: issuer is required", i+1)
+		}
+		if ic.KeyConfig.count() == 0 {
+			return nil, fmt.Errorf("issuer %s: set one of public_key, hmac_secret, jwks_uri or discover", ic.Issuer)
+		}
+		algs := ic.Algorithms
+		if len(algs) == 0 {
+			algs = cfg.Algorithms
+		}
+		ps = append(ps, policy{issuers: []string{ic.Issuer}, audiences: ic.Audiences, algorithms: algs,
+			requiredScopes: ic.RequiredScopes, keys: ic.KeyConfig, block: true})
+	}
+	return ps, nil
+}
+
+func (k KeyConfig) count() int {
+	n := 0
+	for _, set := range []bool{k.PublicKey != "", k.HMACSecret != "", k.JWKSURI != "", k.Discover} {
+		if set {
+			n++
+		}
+	}
+	return n
+}
+
+// buildChain turns the config into verifiers. repl resolves placeholders;
+// source supplies JWKS key sources. The Caddyfile parser calls it too, to
+// report bad values with their line.
+func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, source jwksSourceFunc) (*verifiers.Chain, error) {
+	if cfg.TokenType != "" && len(cfg.IssuerConfigs)+cfg.KeyConfig.count() == 0 {
+		return nil, errors.New("token_type needs a JWT key source")
+	}
+	chain := &verifiers.Chain{RequiredScopes: cfg.RequiredScopes}
+	ps, err := cfg.policies()
+	if err != nil {
+		return nil, err
+	}
+	var jwts []*verifiers.JWT
+	for _, p := range ps {
+		v, err := cfg.buildJWT(p, repl, production, source)
+		if err != nil {
+			return nil, err
+		}
+		jwts = append(jwts, v)
+	}
+	switch len(jwts) {
+	case 0:
+	case 1:
+		chain.JWT = jwts[0]
+	default:
+		b, err := verifiers.NewByIssuer(jwts)
+		if err != nil {
+			return nil, err
+		}
+		chain.JWT = b
+	}
+	if len(cfg.StaticTokens) > 0 {
+		s, err := cfg.buildStatic(repl, production)
 		if err != nil {
 			return nil, err
 		}
 		chain.Static = s
 	}
 	if chain.JWT == nil && chain.Static == nil {
-		return nil, errors.New("no verifier configured: set public_key, hmac_secret or static_token")
+		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block or static_token")
 	}
 	return chain, nil
 }
 
-func (c *Config) buildStatic(repl *caddy.Replacer, production bool) (*verifiers.Static, error) {
-	tokens := make([]verifiers.StaticToken, len(c.StaticTokens))
-	for i, st := range c.StaticTokens {
+func (cfg *Config) buildStatic(repl *caddy.Replacer, production bool) (*verifiers.Static, error) {
+	tokens := make([]verifiers.StaticToken, len(cfg.StaticTokens))
+	for i, st := range cfg.StaticTokens {
 		tokens[i] = verifiers.StaticToken{
 			Token:    repl.ReplaceKnown(st.Token, ""),
 			ClientID: st.ClientID,
@@ -171,32 +333,70 @@ func (c *Config) buildStatic(repl *caddy.Replacer, production bool) (*verifiers.
 	return verifiers.NewStatic(tokens, production)
 }
 
-func (c *Config) buildJWT(repl *caddy.Replacer) (*verifiers.JWT, error) {
-	if c.PublicKey != "" && c.HMACSecret != "" {
-		return nil, errors.New("public_key and hmac_secret are mutually exclusive")
+// keySource builds a policy's key source.
+func (cfg *Config) keySource(p policy, repl *caddy.Replacer, production bool, source jwksSourceFunc) (verifiers.KeySource, error) {
+	k := p.keys
+	if k.count() > 1 {
+		return nil, errors.New("public_key, hmac_secret, jwks_uri and discover are mutually exclusive")
 	}
-	var keys verifiers.KeySource
-	if c.PublicKey != "" {
-		key, err := verifiers.LoadPublicKey(repl.ReplaceKnown(c.PublicKey, ""))
+	switch {
+	case k.PublicKey != "":
+		key, err := verifiers.LoadPublicKey(repl.ReplaceKnown(k.PublicKey, ""))
 		if err != nil {
 			return nil, err
 		}
-		keys = verifiers.NewStaticKey(key)
+		return verifiers.NewStaticKey(key), nil
+	case k.HMACSecret != "":
+		return verifiers.NewStaticKey([]byte(repl.ReplaceKnown(k.HMACSecret, ""))), nil
+	}
+	opts := jwks.Options{
+		RefreshInterval: time.Duration(cfg.JWKSCacheTTL),
+		Timeout:         time.Duration(cfg.JWKSTimeout),
+		Throttle:        time.Duration(cfg.JWKSThrottle),
+	}
+	if k.JWKSURI != "" {
+		opts.URL = repl.ReplaceKnown(k.JWKSURI, "")
+		if err := jwks.CheckURL(opts.URL, production); err != nil {
+			return nil, fmt.Errorf("jwks_uri: %w", err)
+		}
 	} else {
-		secret := repl.ReplaceKnown(c.HMACSecret, "")
-		keys = verifiers.NewStaticKey([]byte(secret))
+		if len(p.issuers) != 1 {
+			return nil, errors.New("discover needs exactly one issuer")
+		}
+		opts.Issuer = repl.ReplaceKnown(p.issuers[0], "")
+		if err := jwks.CheckURL(opts.Issuer, production); err != nil {
+			return nil, fmt.Errorf("discover: issuer: %w", err)
+		}
+	}
+	return source(opts)
+}
+
+// buildJWT builds a policy's verifier; errors of an issuer block name it.
+func (cfg *Config) buildJWT(p policy, repl *caddy.Replacer, production bool, source jwksSourceFunc) (*verifiers.JWT, error) {
+	v, err := cfg.newJWT(p, repl, production, source)
+	if err != nil && p.block {
+		return nil, fmt.Errorf("issuer %s: %w", p.issuers[0], err)
+	}
+	return v, err
+}
+
+func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, production bool, source jwksSourceFunc) (*verifiers.JWT, error) {
+	keys, err := cfg.keySource(p, repl, production, source)
+	if err != nil {
+		return nil, err
 	}
 	skew := verifiers.DefaultClockSkew
-	if c.ClockSkew != nil {
-		skew = time.Duration(*c.ClockSkew)
+	if cfg.ClockSkew != nil {
+		skew = time.Duration(*cfg.ClockSkew)
 	}
 	return verifiers.NewJWT(verifiers.JWTConfig{
-		Issuers:    replaceAll(repl, c.Issuers),
-		Audiences:  replaceAll(repl, c.Audiences),
-		Algorithms: c.Algorithms,
-		Keys:       keys,
-		ClockSkew:  skew,
-		TokenType:  c.TokenType,
+		Issuers:        replaceAll(repl, p.issuers),
+		Audiences:      replaceAll(repl, p.audiences),
+		Algorithms:     p.algorithms,
+		Keys:           keys,
+		ClockSkew:      skew,
+		TokenType:      cfg.TokenType,
+		RequiredScopes: p.requiredScopes,
 	})
 }
 
@@ -358,12 +558,19 @@ func (Authenticator) CaddyModule() caddy.ModuleInfo {
 
 // Provision builds the verifiers.
 func (a *Authenticator) Provision(ctx caddy.Context) error {
-	c, err := a.provision(ctx)
-	if err != nil {
+	a.core = new(core)
+	if err := a.provision(ctx, a.core); err != nil {
 		return fmt.Errorf("mcp_token: %w", err)
 	}
-	a.core = c
 	return nil
+}
+
+// Cleanup releases the shared JWKS caches.
+func (a *Authenticator) Cleanup() error {
+	if a.core == nil {
+		return nil
+	}
+	return a.core.release()
 }
 
 // Authenticate implements caddyauth.Authenticator. A bad or missing token
@@ -384,5 +591,6 @@ func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (ca
 // Interface guards
 var (
 	_ caddy.Provisioner       = (*Authenticator)(nil)
+	_ caddy.CleanerUpper      = (*Authenticator)(nil)
 	_ caddyauth.Authenticator = (*Authenticator)(nil)
 )
