@@ -184,3 +184,46 @@ func TestProvisionPlaceholders(t *testing.T) {
 		t.Fatal("the secret was echoed in an error")
 	}
 }
+
+func TestProvisionJWKSProductionGuards(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"http jwks_uri", Config{KeyConfig: KeyConfig{JWKSURI: "http://idp.example.com/jwks"}}, "cannot use plain http URL"},
+		{"localhost jwks_uri", Config{KeyConfig: KeyConfig{JWKSURI: "https://localhost:8443/jwks"}}, "cannot use localhost URL"},
+		{"http discovery", Config{Issuers: []string{"http://idp.example.com"}, KeyConfig: KeyConfig{Discover: true}}, "discover: issuer: cannot use plain http URL"},
+		{"http in an issuer block", Config{IssuerConfigs: []IssuerConfig{{Issuer: "https://a", KeyConfig: KeyConfig{JWKSURI: "http://a/jwks"}}}}, "issuer https://a: jwks_uri: cannot use plain http URL"},
+	}
+	t.Setenv("ENVIRONMENT", "production")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Handler{Config: tc.cfg}
+			err := h.Provision(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want %q, got %v", tc.want, err)
+			}
+			if _, ok := pooledFor(tc.cfg.JWKSURI); ok != 0 {
+				t.Fatal("a refused config left a pooled cache")
+			}
+			_ = h.Cleanup()
+		})
+	}
+	// A good https endpoint provisions without touching the network, and
+	// Cleanup releases it.
+	h := &Handler{Config: Config{KeyConfig: KeyConfig{JWKSURI: "https://idp.example.invalid/jwks"}}}
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cache, refs := pooledFor("https://idp.example.invalid/jwks")
+	if cache == nil || refs != 1 {
+		t.Fatalf("pooled %v refs %d", cache != nil, refs)
+	}
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	<-cache.Done()
+}

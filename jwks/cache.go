@@ -157,6 +157,9 @@ func (c *Cache) Close() {
 	<-c.done
 }
 
+// Done is closed once the cache's background goroutine has stopped.
+func (c *Cache) Done() <-chan struct{} { return c.done }
+
 // Ready reports whether a key set has been loaded.
 func (c *Cache) Ready() bool { return c.set.Load() != nil }
 
