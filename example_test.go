@@ -1,11 +1,13 @@
 package mcptoken
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
@@ -28,12 +30,62 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	if err := json.Unmarshal(out, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(out), `"handler":"mcp_token"`); n != 3 {
-		t.Fatalf("want 3 mcp_token handlers, got %d in %s", n, out)
+	if n := strings.Count(string(out), `"handler":"mcp_token"`); n != 4 {
+		t.Fatalf("want 4 mcp_token handlers, got %d in %s", n, out)
 	}
-	for _, want := range []string{`"hmac_secret":"{env.MCP_HMAC_SECRET}"`, `"token_type":"at+jwt"`, `"static_tokens"`} {
+	for _, want := range []string{`"hmac_secret":"{env.MCP_HMAC_SECRET}"`, `"token_type":"at+jwt"`, `"static_tokens"`, `"jwks_uri":"https://auth.example.com/.well-known/jwks.json"`, `"issuer_configs"`, `"discover":true`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted config lacks %s", want)
 		}
+	}
+}
+
+// TestReadmeJSONProvisions keeps the README's JSON examples true: each
+// decodes strictly into the module and provisions.
+func TestReadmeJSONProvisions(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(readme), "```json\n")[1:]
+	if len(blocks) < 2 {
+		t.Fatalf("found %d JSON examples in the README", len(blocks))
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	for i, b := range blocks {
+		src := b[:strings.Index(b, "```")]
+		var probe struct {
+			Handler   string                     `json:"handler"`
+			Providers map[string]json.RawMessage `json:"providers"`
+		}
+		if err := json.Unmarshal([]byte(src), &probe); err != nil {
+			t.Fatalf("README JSON example %d: %v", i+1, err)
+		}
+		var mod interface {
+			caddy.Provisioner
+			caddy.CleanerUpper
+		}
+		var fields map[string]json.RawMessage
+		_ = json.Unmarshal([]byte(src), &fields)
+		delete(fields, "handler")
+		raw, _ := json.Marshal(fields)
+		switch probe.Handler {
+		case "mcp_token":
+			mod = new(Handler)
+		case "authentication":
+			mod, raw = new(Authenticator), probe.Providers["mcp_token"]
+		default:
+			t.Fatalf("README JSON example %d: unexpected handler %q", i+1, probe.Handler)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(mod); err != nil {
+			t.Fatalf("README JSON example %d does not match the config: %v", i+1, err)
+		}
+		if err := mod.Provision(ctx); err != nil {
+			t.Fatalf("README JSON example %d does not provision: %v", i+1, err)
+		}
+		_ = mod.Cleanup()
 	}
 }
