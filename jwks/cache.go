@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -79,7 +80,7 @@ type Cache struct {
 	jwksURL     string // resolved by discovery
 	lastDropped string
 
-	failing  atomic.Bool
+	streak   *streak.Logger
 	fetches  atomic.Int64
 	failures atomic.Int64
 
@@ -126,7 +127,8 @@ func New(opts Options) (*Cache, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	c := &Cache{opts: opts, jwksURL: opts.URL, done: make(chan struct{}), now: time.Now}
+	c := &Cache{opts: opts, jwksURL: opts.URL, done: make(chan struct{}), now: time.Now,
+		streak: streak.New(opts.Logger, "jwks fetch")}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.run()
 	return c, nil
@@ -228,18 +230,10 @@ func (c *Cache) fetchAndStore(ctx context.Context) error {
 		if c.set.Load() == nil {
 			state = "no keys loaded yet: requests get 503"
 		}
-		level := zap.DebugLevel
-		if !c.failing.Swap(true) {
-			level = zap.WarnLevel
-		}
-		if ce := c.opts.Logger.Check(level, "jwks fetch failed"); ce != nil {
-			ce.Write(zap.String("source", c.source()), zap.String("state", state), zap.Error(err))
-		}
+		c.streak.Failure(err, zap.String("source", c.source()), zap.String("state", state))
 		return err
 	}
-	if c.failing.Swap(false) {
-		c.opts.Logger.Info("jwks fetch recovered", zap.String("source", c.source()))
-	}
+	c.streak.Success(zap.String("source", c.source()))
 	return nil
 }
 

@@ -1,0 +1,315 @@
+// Package introspection verifies opaque bearer tokens with OAuth 2.0 Token
+// Introspection (RFC 7662): one call per token, cached, fail-closed. It has
+// no Caddy dependency.
+package introspection
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+)
+
+// Defaults and limits for Options.
+const (
+	DefaultTimeout          = 10 * time.Second
+	MaxTimeout              = 60 * time.Second
+	DefaultCacheTTL         = 60 * time.Second
+	DefaultNegativeCacheTTL = 5 * time.Second
+	DefaultCacheSize        = 10000
+	DefaultMaxBytes         = 1 << 20
+)
+
+// Client authentication methods (RFC 6749 §2.3.1).
+const (
+	AuthBasic = "basic" // client_secret_basic (default)
+	AuthPost  = "post"  // client_secret_post
+)
+
+// Options configure a Verifier. Zero values mean the defaults.
+type Options struct {
+	// URL is the introspection endpoint. Required.
+	URL string
+	// ClientID and ClientSecret authenticate this resource server to the
+	// endpoint.
+	ClientID, ClientSecret string
+	// AuthMethod is AuthBasic (default) or AuthPost.
+	AuthMethod string
+	// Timeout bounds each call. Default 10s, at most 60s.
+	Timeout time.Duration
+	// Issuers, when set, are the accepted iss values: a response naming
+	// another issuer is refused. RequireIssuer refuses a response without iss.
+	Issuers       []string
+	RequireIssuer bool
+	// Audiences, when set, are the accepted aud values (any of them).
+	// RequireAudience refuses a response without aud.
+	Audiences       []string
+	RequireAudience bool
+	// RequiredScopes must all be granted (else a *verifiers.ScopeError).
+	RequiredScopes []string
+	// ClockSkew is the leeway on exp and nbf.
+	ClockSkew time.Duration
+	// CacheTTL bounds how long an active result is reused (never past the
+	// token's exp). Default 60s; NoCache disables caching.
+	CacheTTL time.Duration
+	NoCache  bool
+	// NegativeCacheTTL is how long an inactive result is reused, so a flood
+	// of garbage tokens cannot hammer the provider. Default 5s.
+	NegativeCacheTTL time.Duration
+	// CacheSize bounds the number of cached tokens (LRU). Default 10000.
+	CacheSize int
+	// MaxBytes caps a response body. Default 1 MiB.
+	MaxBytes int64
+	// Client is the HTTP client. Default: our own, with Timeout, not
+	// following redirects.
+	Client *http.Client
+	// Logger receives endpoint trouble, once per failure streak.
+	Logger *zap.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Stats counts a verifier's work.
+type Stats struct {
+	Calls     int64 // introspection requests sent
+	CacheHits int64 // verifications answered from the cache
+	Failures  int64 // calls that ended in a technical failure
+}
+
+// entry is a cached introspection result: the token's identity, or
+// inactive.
+type entry struct {
+	tok     *verifiers.AccessToken
+	active  bool
+	expires time.Time
+}
+
+// Verifier is a verifiers.Verifier for opaque tokens.
+type Verifier struct {
+	opts   Options
+	cache  *lru.Cache[[sha256.Size]byte, entry]
+	flight singleflight.Group
+	streak *streak.Logger
+
+	calls, hits, failures atomic.Int64
+}
+
+// New checks opts and returns a verifier.
+func New(opts Options) (*Verifier, error) {
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("introspection URL %q is not an absolute http(s) URL", opts.URL)
+	}
+	switch opts.AuthMethod {
+	case "":
+		opts.AuthMethod = AuthBasic
+	case AuthBasic, AuthPost:
+	default:
+		return nil, fmt.Errorf("auth method %q not supported (basic or post)", opts.AuthMethod)
+	}
+	if opts.ClientID == "" {
+		return nil, errors.New("client_id is required to call the introspection endpoint")
+	}
+	switch {
+	case opts.Timeout < 0 || opts.Timeout > MaxTimeout:
+		return nil, fmt.Errorf("timeout %s out of range (at most %s)", opts.Timeout, MaxTimeout)
+	case opts.Timeout == 0:
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.ClockSkew < 0 || opts.ClockSkew > verifiers.MaxClockSkew {
+		return nil, fmt.Errorf("clock skew %s out of range (0 to %s)", opts.ClockSkew, verifiers.MaxClockSkew)
+	}
+	if opts.CacheTTL < 0 || opts.NegativeCacheTTL < 0 || opts.CacheSize < 0 {
+		return nil, errors.New("cache TTLs and size must not be negative")
+	}
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = DefaultCacheTTL
+	}
+	if opts.NegativeCacheTTL == 0 {
+		opts.NegativeCacheTTL = DefaultNegativeCacheTTL
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{
+			Timeout: opts.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cache, err := lru.New[[sha256.Size]byte, entry](opts.CacheSize)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{opts: opts, cache: cache, streak: streak.New(opts.Logger, "token introspection")}, nil
+}
+
+// Stats returns the counters.
+func (v *Verifier) Stats() Stats {
+	return Stats{Calls: v.calls.Load(), CacheHits: v.hits.Load(), Failures: v.failures.Load()}
+}
+
+// CacheLen is the number of cached results.
+func (v *Verifier) CacheLen() int { return v.cache.Len() }
+
+// Verify implements verifiers.Verifier. The cache is keyed by the token's
+// SHA-256, never the token; concurrent requests with the same uncached
+// token share one call.
+func (v *Verifier) Verify(ctx context.Context, token string) (*verifiers.AccessToken, error) {
+	if len(token) > verifiers.MaxTokenSize {
+		return nil, fmt.Errorf("%w: token longer than %d bytes", verifiers.ErrMalformed, verifiers.MaxTokenSize)
+	}
+	key := sha256.Sum256([]byte(token))
+	if e, ok := v.cache.Get(key); ok && v.opts.Now().Before(e.expires) {
+		v.hits.Add(1)
+		return v.decide(e)
+	}
+	ch := v.flight.DoChan(string(key[:]), func() (any, error) {
+		// Detached from the request: callers sharing this call must not be
+		// failed by one of them going away. Bounded by the timeout.
+		cctx, cancel := context.WithTimeout(context.Background(), v.opts.Timeout)
+		defer cancel()
+		e, err := v.introspect(cctx, token)
+		if err != nil {
+			v.failures.Add(1)
+			v.streak.Failure(err, zap.String("endpoint", v.opts.URL))
+			return entry{}, err
+		}
+		v.streak.Success(zap.String("endpoint", v.opts.URL))
+		if !v.opts.NoCache {
+			v.cache.Add(key, e)
+		}
+		return e, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return v.decide(r.Val.(entry))
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, ctx.Err())
+	}
+}
+
+// decide applies the verifier's rules to an introspection result, fresh
+// or cached.
+func (v *Verifier) decide(e entry) (*verifiers.AccessToken, error) {
+	if !e.active {
+		return nil, fmt.Errorf("%w: introspection says inactive", verifiers.ErrInactive)
+	}
+	tok, now, skew := e.tok, v.opts.Now(), v.opts.ClockSkew
+	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt.Add(skew)) {
+		return nil, fmt.Errorf("%w: active but exp %s has passed", verifiers.ErrExpired, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if nbf, ok := verifiers.NumericDate(tok.Claims["nbf"]); ok && now.Add(skew).Before(nbf) {
+		return nil, fmt.Errorf("%w: nbf %s", verifiers.ErrNotYetValid, nbf.UTC().Format(time.RFC3339))
+	}
+	if err := checkValue(tok.Issuer != "", slices.Contains(v.opts.Issuers, tok.Issuer), len(v.opts.Issuers) > 0, v.opts.RequireIssuer); err != nil {
+		return nil, fmt.Errorf("%w: iss %q %v", verifiers.ErrBadIssuer, tok.Issuer, err)
+	}
+	audOK := slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(v.opts.Audiences, a) })
+	if err := checkValue(len(tok.Audience) > 0, audOK, len(v.opts.Audiences) > 0, v.opts.RequireAudience); err != nil {
+		return nil, fmt.Errorf("%w: aud %q %v", verifiers.ErrBadAudience, tok.Audience, err)
+	}
+	if err := verifiers.RequireScopes(tok, v.opts.RequiredScopes); err != nil {
+		return tok, err
+	}
+	return tok, nil
+}
+
+// checkValue applies "refuse a value that does not match; refuse an absent
+// value only when required".
+func checkValue(present, matches, configured, required bool) error {
+	switch {
+	case !present && required:
+		return errors.New("is required")
+	case present && configured && !matches:
+		return errors.New("is not accepted")
+	}
+	return nil
+}
+
+// introspect calls the endpoint. Any answer that is not a 2xx JSON object
+// with a boolean "active" is a technical failure (ErrUnavailable).
+func (v *Verifier) introspect(ctx context.Context, token string) (entry, error) {
+	v.calls.Add(1)
+	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	if v.opts.AuthMethod == AuthPost {
+		form.Set("client_id", v.opts.ClientID)
+		form.Set("client_secret", v.opts.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.opts.URL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return entry{}, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if v.opts.AuthMethod == AuthBasic {
+		// RFC 6749 §2.3.1: form-encode the id and secret, then Basic.
+		req.SetBasicAuth(url.QueryEscape(v.opts.ClientID), url.QueryEscape(v.opts.ClientSecret))
+	}
+	resp, err := v.opts.Client.Do(req)
+	if err != nil {
+		return entry{}, fmt.Errorf("%w: calling %s: %v", verifiers.ErrUnavailable, v.opts.URL, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return entry{}, fmt.Errorf("%w: %s answered status %d", verifiers.ErrUnavailable, v.opts.URL, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, v.opts.MaxBytes+1))
+	if err != nil {
+		return entry{}, fmt.Errorf("%w: reading the answer: %v", verifiers.ErrUnavailable, err)
+	}
+	if int64(len(body)) > v.opts.MaxBytes {
+		return entry{}, fmt.Errorf("%w: answer larger than %d bytes", verifiers.ErrUnavailable, v.opts.MaxBytes)
+	}
+	var claims map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&claims); err != nil || claims == nil {
+		return entry{}, fmt.Errorf("%w: the answer is not a JSON object", verifiers.ErrUnavailable)
+	}
+	active, ok := claims["active"].(bool)
+	if !ok {
+		return entry{}, fmt.Errorf("%w: the answer has no boolean \"active\"", verifiers.ErrUnavailable)
+	}
+	now := v.opts.Now()
+	if !active {
+		return entry{active: false, expires: now.Add(v.opts.NegativeCacheTTL)}, nil
+	}
+	tok := verifiers.FromClaims(claims)
+	expires := now.Add(v.opts.CacheTTL)
+	if !tok.ExpiresAt.IsZero() && tok.ExpiresAt.Before(expires) {
+		expires = tok.ExpiresAt
+	}
+	return entry{tok: tok, active: true, expires: expires}, nil
+}
+
+// Interface guard
+var _ verifiers.Verifier = (*Verifier)(nil)
