@@ -3,6 +3,7 @@ package mcptoken
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
@@ -44,6 +46,20 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    token_type      at+jwt
 //	    forward_token
 //	    static_token    <token> <client_id> [<scope>...]
+//	    introspection <url> {
+//	        client_id          <id>
+//	        client_secret      <secret>
+//	        auth_method        basic|post
+//	        timeout            <duration>
+//	        cache_ttl          <duration>
+//	        negative_cache_ttl <duration>
+//	        cache_size         <entries>
+//	        issuer             <iss> [<iss>...]
+//	        audience           <aud> [<aud>...]
+//	        require_issuer
+//	        require_audience
+//	        required_scopes    <scope> [<scope>...]
+//	    }
 //	    issuer <iss> {
 //	        public_key | hmac_secret | jwks_uri <...> | discover
 //	        audience        <aud> [<aud>...]
@@ -77,6 +93,9 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch sub {
 		case "issuer":
 			err = c.parseIssuer(d, &p)
+		case "introspection":
+			p.introTok = &tok
+			err = c.parseIntrospection(d)
 		case "jwks_cache_ttl":
 			err = parseDuration(d, &c.JWKSCacheTTL, 0)
 		case "jwks_timeout":
@@ -127,6 +146,87 @@ type parseState struct {
 	keyTok    *caddyfile.Token   // the top-level key source
 	staticTok *caddyfile.Token   // the first static_token
 	issuerTok []*caddyfile.Token // one per issuer block
+	introTok  *caddyfile.Token   // the introspection block
+}
+
+// parseIntrospection reads `introspection <url> { ... }`.
+func (c *Config) parseIntrospection(d *caddyfile.Dispenser) error {
+	if c.Introspection != nil {
+		return d.Errf("introspection: only one introspection endpoint per mcp_token")
+	}
+	u, err := singleArgBeforeBlock(d)
+	if err != nil {
+		return err
+	}
+	if !hasPlaceholder(u) {
+		if err := verifiers.CheckURL(u, false); err != nil {
+			return d.Errf("introspection: %v", err)
+		}
+	}
+	ic := &IntrospectionConfig{URL: u}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		switch sub {
+		case "client_id":
+			ic.ClientID, err = singleArg(d)
+		case "client_secret":
+			ic.ClientSecret, err = singleArg(d)
+		case "auth_method":
+			if ic.AuthMethod, err = singleArg(d); err == nil && ic.AuthMethod != introspection.AuthBasic && ic.AuthMethod != introspection.AuthPost {
+				return d.Errf("auth_method: %q not supported; use basic (client_secret_basic) or post (client_secret_post)", ic.AuthMethod)
+			}
+		case "timeout":
+			err = parseDuration(d, &ic.Timeout, introspection.MaxTimeout)
+		case "cache_ttl":
+			var ttl caddy.Duration
+			if err = parseDuration(d, &ttl, 0); err == nil {
+				ic.CacheTTL = &ttl
+			}
+		case "negative_cache_ttl":
+			err = parseDuration(d, &ic.NegativeCacheTTL, 0)
+		case "cache_size":
+			var v string
+			if v, err = singleArg(d); err == nil {
+				n, convErr := strconv.Atoi(v)
+				if convErr != nil || n < 1 {
+					return d.Errf("cache_size: %q is not a positive number of entries", v)
+				}
+				ic.CacheSize = n
+			}
+		case "issuer":
+			ic.Issuers, err = appendArgs(d, ic.Issuers)
+		case "audience":
+			ic.Audiences, err = appendArgs(d, ic.Audiences)
+		case "required_scopes":
+			ic.RequiredScopes, err = appendArgs(d, ic.RequiredScopes)
+		case "require_issuer", "require_audience":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if sub == "require_issuer" {
+				ic.RequireIssuer = true
+			} else {
+				ic.RequireAudience = true
+			}
+		default:
+			return d.Errf("introspection: unrecognized subdirective '%s'", sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	c.Introspection = ic
+	return nil
+}
+
+// singleArgBeforeBlock reads exactly one argument on a line that may open
+// a block.
+func singleArgBeforeBlock(d *caddyfile.Dispenser) (string, error) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return "", d.ArgErr()
+	}
+	return args[0], nil
 }
 
 // parseIssuer reads `issuer <iss>...` (accepted values for the top-level
@@ -203,7 +303,7 @@ func (p *parseState) policyOption(d *caddyfile.Dispenser, sub string, keys *KeyC
 		case "jwks_uri":
 			keys.JWKSURI = v
 			if !hasPlaceholder(v) {
-				if uerr := jwks.CheckURL(v, false); uerr != nil {
+				if uerr := verifiers.CheckURL(v, false); uerr != nil {
 					err = d.Errf("jwks_uri: %v", uerr)
 				}
 			}
@@ -240,8 +340,18 @@ func (c *Config) checkParsed(p *parseState) error {
 		}
 		probe.StaticTokens[i] = st
 	}
+	if ic := c.Introspection; ic != nil {
+		probeIC := *ic
+		if hasPlaceholder(probeIC.URL) {
+			probeIC.URL = "https://placeholder.invalid/introspect"
+		}
+		probe.Introspection = &probeIC
+	}
 	repl := caddy.NewReplacer()
-	noFetch := func(jwks.Options) (verifiers.KeySource, error) { return parseTimeKeys{}, nil }
+	noFetch := sources{
+		jwks:          func(jwks.Options) (verifiers.KeySource, error) { return parseTimeKeys{}, nil },
+		introspection: introspection.New, // touches no network
+	}
 	ps, err := probe.policies()
 	if err != nil {
 		return at(nil, err)
@@ -258,6 +368,11 @@ func (c *Config) checkParsed(p *parseState) error {
 	if len(probe.StaticTokens) > 0 {
 		if _, err := probe.buildStatic(repl, false); err != nil {
 			return at(p.staticTok, err)
+		}
+	}
+	if probe.Introspection != nil {
+		if _, err := probe.buildIntrospection(repl, false, noFetch); err != nil {
+			return at(p.introTok, fmt.Errorf("introspection: %w", err))
 		}
 	}
 	if _, err := probe.buildChain(repl, false, noFetch); err != nil {

@@ -120,6 +120,36 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{
+			name: "introspection",
+			input: `mcp_token {
+				audience mcp-api
+				introspection https://as.example.com/oauth/introspect {
+					client_id mcp-resource-server
+					client_secret {env.INTROSPECTION_SECRET}
+					auth_method post
+					timeout 5s
+					cache_ttl 0
+					negative_cache_ttl 2s
+					cache_size 5000
+					issuer https://as.example.com
+					require_issuer
+					require_audience
+					required_scopes mcp:read
+				}
+			}`,
+			want: Config{
+				Audiences: []string{"mcp-api"},
+				Introspection: &IntrospectionConfig{
+					URL: "https://as.example.com/oauth/introspect", ClientID: "mcp-resource-server",
+					ClientSecret: "{env.INTROSPECTION_SECRET}", AuthMethod: "post",
+					Timeout: caddy.Duration(5 * time.Second), CacheTTL: skew(0),
+					NegativeCacheTTL: caddy.Duration(2 * time.Second), CacheSize: 5000,
+					Issuers: []string{"https://as.example.com"}, RequireIssuer: true, RequireAudience: true,
+					RequiredScopes: []string{"mcp:read"},
+				},
+			},
+		},
+		{
 			name:  "public key from a file placeholder",
 			input: "mcp_token {\n public_key {file./etc/caddy/issuer.pem}\n algorithms ES256\n}",
 			want:  Config{KeyConfig: KeyConfig{PublicKey: "{file./etc/caddy/issuer.pem}"}, Algorithms: []string{"ES256"}},
@@ -153,7 +183,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	}{
 		{"argument on the directive", `mcp_token foo`, "wrong argument count"},
 		{"unknown subdirective", "mcp_token {\n issuer x\n frobnicate on\n}", "unrecognized subdirective 'frobnicate', at Testfile:3"},
-		{"no verifier", "mcp_token {\n}", "no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block or static_token, at Testfile:1"},
+		{"no verifier", "mcp_token {\n}", "no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block, introspection or static_token, at Testfile:1"},
 		{"issuer without key", "mcp_token {\n static_token t c\n issuer x\n}", "issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri or discover (or use issuer blocks), at Testfile:1"},
 		{"issuer without value", "mcp_token {\n issuer\n}", "wrong argument count"},
 		{"bad algorithm", "mcp_token {\n hmac_secret {env.S}\n algorithms HS256 RS257\n}", `algorithms: unsupported algorithm "RS257"`},
@@ -186,6 +216,13 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"confusion inside an issuer block", "mcp_token {\n issuer https://a {\n  jwks_uri https://a/jwks\n }\n issuer https://b {\n  hmac_secret {env.S}\n  algorithms RS256\n }\n}", "issuer https://b: algorithm confusion: RS256 needs a public key, not an HMAC secret, at Testfile:5"},
 		{"same issuer twice", "mcp_token {\n issuer https://a {\n  jwks_uri https://a/jwks\n }\n issuer https://a {\n  jwks_uri https://a/jwks2\n }\n}", `issuer "https://a" is configured twice, at Testfile:1`},
 		{"top-level key without issuer beside blocks", "mcp_token {\n jwks_uri https://x/jwks\n issuer https://a {\n  jwks_uri https://a/jwks\n }\n}", "each key source must name its issuer"},
+		{"introspection without client_id", "mcp_token {\n introspection https://as/introspect {\n  client_secret x\n }\n}", "introspection: client_id is required to call the introspection endpoint, at Testfile:2"},
+		{"introspection timeout too long", "mcp_token {\n introspection https://as/introspect {\n  client_id c\n  timeout 90s\n }\n}", "timeout: 1m30s out of range (0s to 1m0s), at Testfile:4"},
+		{"introspection bad auth method", "mcp_token {\n introspection https://as/introspect {\n  client_id c\n  auth_method jwt\n }\n}", `auth_method: "jwt" not supported; use basic (client_secret_basic) or post (client_secret_post), at Testfile:4`},
+		{"introspection bad cache size", "mcp_token {\n introspection https://as/introspect {\n  client_id c\n  cache_size lots\n }\n}", `cache_size: "lots" is not a positive number of entries`},
+		{"introspection relative url", "mcp_token {\n introspection /introspect {\n  client_id c\n }\n}", `introspection: "/introspect" is not an absolute http(s) URL, at Testfile:2`},
+		{"introspection unknown option", "mcp_token {\n introspection https://as/introspect {\n  client_id c\n  jwks_uri x\n }\n}", "introspection: unrecognized subdirective 'jwks_uri', at Testfile:4"},
+		{"two introspection blocks", "mcp_token {\n introspection https://as/i {\n  client_id c\n }\n introspection https://as/j {\n  client_id c\n }\n}", "only one introspection endpoint per mcp_token, at Testfile:5"},
 		{"duplicate static token", "mcp_token {\n static_token abc c1\n static_token abc c2\n}", "static token 2: duplicate token, at Testfile:2"},
 	}
 	for _, tc := range cases {

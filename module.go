@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
@@ -133,6 +134,57 @@ type Config struct {
 
 	// Fixed development tokens. Refused when ENVIRONMENT=production.
 	StaticTokens []StaticToken `json:"static_tokens,omitempty"`
+
+	// Verify opaque tokens with an OAuth 2.0 Token Introspection endpoint
+	// (RFC 7662). With JWT key sources configured too, a token shaped like
+	// a JWS goes to JWT verification and any other token to introspection.
+	Introspection *IntrospectionConfig `json:"introspection,omitempty"`
+}
+
+// IntrospectionConfig configures RFC 7662 token introspection.
+type IntrospectionConfig struct {
+	// The introspection endpoint. Must be https (and not localhost) when
+	// ENVIRONMENT=production.
+	URL string `json:"url"`
+
+	// This resource server's client id at the authorization server. Required.
+	ClientID string `json:"client_id,omitempty"`
+
+	// Its client secret; use a placeholder such as {env.INTROSPECTION_SECRET}
+	// or {file./path}. Never logged.
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// How to authenticate: "basic" (client_secret_basic, default) or
+	// "post" (client_secret_post).
+	AuthMethod string `json:"auth_method,omitempty"`
+
+	// Timeout of each introspection call. Default: 10s; at most 60s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// How long an active result is reused (never past the token's exp).
+	// Default: 60s; 0 disables the cache (every request is introspected,
+	// so a revocation is seen at once).
+	CacheTTL *caddy.Duration `json:"cache_ttl,omitempty"`
+
+	// How long an inactive result is reused. Default: 5s.
+	NegativeCacheTTL caddy.Duration `json:"negative_cache_ttl,omitempty"`
+
+	// Maximum number of cached results (LRU). Default: 10000.
+	CacheSize int `json:"cache_size,omitempty"`
+
+	// Accepted iss values of introspection results. Default: the top-level
+	// issuers. A result naming another issuer is refused.
+	Issuers []string `json:"issuers,omitempty"`
+
+	// Accepted aud values (any of them). Default: the top-level audiences.
+	Audiences []string `json:"audiences,omitempty"`
+
+	// Refuse results without iss (resp. aud).
+	RequireIssuer   bool `json:"require_issuer,omitempty"`
+	RequireAudience bool `json:"require_audience,omitempty"`
+
+	// Scopes introspected tokens must carry, on top of the global ones.
+	RequiredScopes []string `json:"required_scopes,omitempty"`
 }
 
 // StaticToken is one development token. Never use them in production.
@@ -157,7 +209,13 @@ type core struct {
 	requiredScopes []string
 	forwardToken   bool
 	logger         *zap.Logger
-	pooled         []string // keys of the JWKS caches held in jwksPool
+	pooled         []pooledRef // the shared caches this config holds
+}
+
+// pooledRef names an entry this config holds in one of the pools.
+type pooledRef struct {
+	pool *caddy.UsagePool
+	key  string
 }
 
 // jwksPool holds the JWKS caches, keyed by what changes fetching, so that
@@ -172,6 +230,14 @@ func (p pooledCache) Destruct() error {
 	return nil
 }
 
+// introspectionPool holds introspection clients (and their caches), keyed
+// by endpoint, credentials and cache settings, so reloads keep the cache.
+var introspectionPool = caddy.NewUsagePool()
+
+type pooledClient struct{ *introspection.Client }
+
+func (pooledClient) Destruct() error { return nil }
+
 // provision builds the verifier chain into c. Placeholders in key material
 // and tokens are resolved once, here. c.release undoes what it acquired,
 // also when provisioning fails.
@@ -179,7 +245,7 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.logger = ctx.Logger()
 	c.requiredScopes = cfg.RequiredScopes
 	c.forwardToken = cfg.ForwardToken
-	chain, err := cfg.buildChain(caddy.NewReplacer(), verifiers.IsProduction(), c.jwksSource)
+	chain, err := cfg.buildChain(caddy.NewReplacer(), verifiers.IsProduction(), sources{c.jwksSource, c.introspectionClient})
 	if err != nil {
 		return err
 	}
@@ -197,8 +263,8 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 // release gives back the pooled JWKS caches.
 func (c *core) release() error {
 	var errs []error
-	for _, key := range c.pooled {
-		if _, err := jwksPool.Delete(key); err != nil {
+	for _, ref := range c.pooled {
+		if _, err := ref.pool.Delete(ref.key); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -221,13 +287,37 @@ func (c *core) jwksSource(opts jwks.Options) (verifiers.KeySource, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.pooled = append(c.pooled, key)
+	c.pooled = append(c.pooled, pooledRef{jwksPool, key})
 	return val.(pooledCache).Cache, nil
 }
 
-// jwksSourceFunc supplies JWKS key sources; the Caddyfile parser passes one
-// that fetches nothing.
-type jwksSourceFunc func(jwks.Options) (verifiers.KeySource, error)
+// introspectionClient takes the shared client for opts from the pool.
+func (c *core) introspectionClient(opts introspection.Options) (*introspection.Client, error) {
+	secret := sha256.Sum256([]byte(opts.ClientSecret))
+	key := fmt.Sprintf("url=%s id=%s secret=%x auth=%s timeout=%s ttl=%s nocache=%v neg=%s size=%d",
+		opts.URL, opts.ClientID, secret[:8], opts.AuthMethod, opts.Timeout, opts.CacheTTL, opts.NoCache,
+		opts.NegativeCacheTTL, opts.CacheSize)
+	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.introspection")
+	val, _, err := introspectionPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		cl, err := introspection.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		return pooledClient{cl}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.pooled = append(c.pooled, pooledRef{introspectionPool, key})
+	return val.(pooledClient).Client, nil
+}
+
+// sources supply the shared remote parts; the Caddyfile parser passes ones
+// that touch nothing.
+type sources struct {
+	jwks          func(jwks.Options) (verifiers.KeySource, error)
+	introspection func(introspection.Options) (*introspection.Client, error)
+}
 
 // policy is one set of JWT rules with its key source.
 type policy struct {
@@ -242,7 +332,7 @@ func (cfg *Config) policies() ([]policy, error) {
 	var ps []policy
 	if cfg.KeyConfig.count() > 0 {
 		ps = append(ps, policy{issuers: cfg.Issuers, audiences: cfg.Audiences, algorithms: cfg.Algorithms, keys: cfg.KeyConfig})
-	} else if len(cfg.Issuers)+len(cfg.Audiences)+len(cfg.Algorithms) > 0 {
+	} else if len(cfg.Algorithms) > 0 || (cfg.Introspection == nil && len(cfg.Issuers)+len(cfg.Audiences) > 0) {
 		return nil, errors.New("issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri or discover (or use issuer blocks)")
 	}
 	for i, ic := range cfg.IssuerConfigs {
@@ -275,7 +365,7 @@ func (k KeyConfig) count() int {
 // buildChain turns the config into verifiers. repl resolves placeholders;
 // source supplies JWKS key sources. The Caddyfile parser calls it too, to
 // report bad values with their line.
-func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, source jwksSourceFunc) (*verifiers.Chain, error) {
+func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, src sources) (*verifiers.Chain, error) {
 	if cfg.TokenType != "" && len(cfg.IssuerConfigs)+cfg.KeyConfig.count() == 0 {
 		return nil, errors.New("token_type needs a JWT key source")
 	}
@@ -286,7 +376,7 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, source jwks
 	}
 	var jwts []*verifiers.JWT
 	for _, p := range ps {
-		v, err := cfg.buildJWT(p, repl, production, source)
+		v, err := cfg.buildJWT(p, repl, production, src)
 		if err != nil {
 			return nil, err
 		}
@@ -310,10 +400,55 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, source jwks
 		}
 		chain.Static = s
 	}
-	if chain.JWT == nil && chain.Static == nil {
-		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block or static_token")
+	if cfg.Introspection != nil {
+		v, err := cfg.buildIntrospection(repl, production, src)
+		if err != nil {
+			return nil, fmt.Errorf("introspection: %w", err)
+		}
+		chain.Opaque = v
+	}
+	if chain.JWT == nil && chain.Static == nil && chain.Opaque == nil {
+		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block, introspection or static_token")
 	}
 	return chain, nil
+}
+
+// buildIntrospection builds the introspection verifier; issuers and
+// audiences default to the top-level ones.
+func (cfg *Config) buildIntrospection(repl *caddy.Replacer, production bool, src sources) (*introspection.Verifier, error) {
+	ic := cfg.Introspection
+	opts := introspection.Options{
+		URL:              repl.ReplaceKnown(ic.URL, ""),
+		ClientID:         repl.ReplaceKnown(ic.ClientID, ""),
+		ClientSecret:     repl.ReplaceKnown(ic.ClientSecret, ""),
+		AuthMethod:       ic.AuthMethod,
+		Timeout:          time.Duration(ic.Timeout),
+		NegativeCacheTTL: time.Duration(ic.NegativeCacheTTL),
+		CacheSize:        ic.CacheSize,
+	}
+	if ic.CacheTTL != nil {
+		opts.CacheTTL = time.Duration(*ic.CacheTTL)
+		opts.NoCache = opts.CacheTTL == 0
+	}
+	if err := verifiers.CheckURL(opts.URL, production); err != nil {
+		return nil, err
+	}
+	client, err := src.introspection(opts)
+	if err != nil {
+		return nil, err
+	}
+	rules := introspection.Rules{
+		Issuers:         replaceAll(repl, orList(ic.Issuers, cfg.Issuers)),
+		Audiences:       replaceAll(repl, orList(ic.Audiences, cfg.Audiences)),
+		RequireIssuer:   ic.RequireIssuer,
+		RequireAudience: ic.RequireAudience,
+		RequiredScopes:  ic.RequiredScopes,
+		ClockSkew:       verifiers.DefaultClockSkew,
+	}
+	if cfg.ClockSkew != nil {
+		rules.ClockSkew = time.Duration(*cfg.ClockSkew)
+	}
+	return client.Verifier(rules)
 }
 
 func (cfg *Config) buildStatic(repl *caddy.Replacer, production bool) (*verifiers.Static, error) {
@@ -334,7 +469,7 @@ func (cfg *Config) buildStatic(repl *caddy.Replacer, production bool) (*verifier
 }
 
 // keySource builds a policy's key source.
-func (cfg *Config) keySource(p policy, repl *caddy.Replacer, production bool, source jwksSourceFunc) (verifiers.KeySource, error) {
+func (cfg *Config) keySource(p policy, repl *caddy.Replacer, production bool, src sources) (verifiers.KeySource, error) {
 	k := p.keys
 	if k.count() > 1 {
 		return nil, errors.New("public_key, hmac_secret, jwks_uri and discover are mutually exclusive")
@@ -356,7 +491,7 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, production bool, so
 	}
 	if k.JWKSURI != "" {
 		opts.URL = repl.ReplaceKnown(k.JWKSURI, "")
-		if err := jwks.CheckURL(opts.URL, production); err != nil {
+		if err := verifiers.CheckURL(opts.URL, production); err != nil {
 			return nil, fmt.Errorf("jwks_uri: %w", err)
 		}
 	} else {
@@ -364,24 +499,24 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, production bool, so
 			return nil, errors.New("discover needs exactly one issuer")
 		}
 		opts.Issuer = repl.ReplaceKnown(p.issuers[0], "")
-		if err := jwks.CheckURL(opts.Issuer, production); err != nil {
+		if err := verifiers.CheckURL(opts.Issuer, production); err != nil {
 			return nil, fmt.Errorf("discover: issuer: %w", err)
 		}
 	}
-	return source(opts)
+	return src.jwks(opts)
 }
 
 // buildJWT builds a policy's verifier; errors of an issuer block name it.
-func (cfg *Config) buildJWT(p policy, repl *caddy.Replacer, production bool, source jwksSourceFunc) (*verifiers.JWT, error) {
-	v, err := cfg.newJWT(p, repl, production, source)
+func (cfg *Config) buildJWT(p policy, repl *caddy.Replacer, production bool, src sources) (*verifiers.JWT, error) {
+	v, err := cfg.newJWT(p, repl, production, src)
 	if err != nil && p.block {
 		return nil, fmt.Errorf("issuer %s: %w", p.issuers[0], err)
 	}
 	return v, err
 }
 
-func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, production bool, source jwksSourceFunc) (*verifiers.JWT, error) {
-	keys, err := cfg.keySource(p, repl, production, source)
+func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, production bool, src sources) (*verifiers.JWT, error) {
+	keys, err := cfg.keySource(p, repl, production, src)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +533,14 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, production bool, sourc
 		TokenType:      cfg.TokenType,
 		RequiredScopes: p.requiredScopes,
 	})
+}
+
+// orList returns list, or def when list is empty.
+func orList(list, def []string) []string {
+	if len(list) > 0 {
+		return list
+	}
+	return def
 }
 
 func replaceAll(repl *caddy.Replacer, in []string) []string {

@@ -42,7 +42,8 @@ const (
 	AuthPost  = "post"  // client_secret_post
 )
 
-// Options configure a Verifier. Zero values mean the defaults.
+// Options configure a Client: the endpoint, how to call it, and the cache.
+// Zero values mean the defaults.
 type Options struct {
 	// URL is the introspection endpoint. Required.
 	URL string
@@ -53,18 +54,6 @@ type Options struct {
 	AuthMethod string
 	// Timeout bounds each call. Default 10s, at most 60s.
 	Timeout time.Duration
-	// Issuers, when set, are the accepted iss values: a response naming
-	// another issuer is refused. RequireIssuer refuses a response without iss.
-	Issuers       []string
-	RequireIssuer bool
-	// Audiences, when set, are the accepted aud values (any of them).
-	// RequireAudience refuses a response without aud.
-	Audiences       []string
-	RequireAudience bool
-	// RequiredScopes must all be granted (else a *verifiers.ScopeError).
-	RequiredScopes []string
-	// ClockSkew is the leeway on exp and nbf.
-	ClockSkew time.Duration
 	// CacheTTL bounds how long an active result is reused (never past the
 	// token's exp). Default 60s; NoCache disables caching.
 	CacheTTL time.Duration
@@ -85,7 +74,23 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Stats counts a verifier's work.
+// Rules are what a Verifier requires of an introspection result.
+type Rules struct {
+	// Issuers, when set, are the accepted iss values: a response naming
+	// another issuer is refused. RequireIssuer refuses a response without iss.
+	Issuers       []string
+	RequireIssuer bool
+	// Audiences, when set, are the accepted aud values (any of them).
+	// RequireAudience refuses a response without aud.
+	Audiences       []string
+	RequireAudience bool
+	// RequiredScopes must all be granted (else a *verifiers.ScopeError).
+	RequiredScopes []string
+	// ClockSkew is the leeway on exp and nbf; at most verifiers.MaxClockSkew.
+	ClockSkew time.Duration
+}
+
+// Stats counts a client's work.
 type Stats struct {
 	Calls     int64 // introspection requests sent
 	CacheHits int64 // verifications answered from the cache
@@ -100,8 +105,10 @@ type entry struct {
 	expires time.Time
 }
 
-// Verifier is a verifiers.Verifier for opaque tokens.
-type Verifier struct {
+// Client calls one introspection endpoint and caches its answers. It is
+// safe for concurrent use and can be shared by several Verifiers (routes,
+// config generations) with different Rules.
+type Client struct {
 	opts   Options
 	cache  *lru.Cache[[sha256.Size]byte, entry]
 	flight singleflight.Group
@@ -110,8 +117,15 @@ type Verifier struct {
 	calls, hits, failures atomic.Int64
 }
 
-// New checks opts and returns a verifier.
-func New(opts Options) (*Verifier, error) {
+// Verifier is a verifiers.Verifier for opaque tokens: a Client's answers
+// judged by Rules.
+type Verifier struct {
+	client *Client
+	rules  Rules
+}
+
+// New checks opts and returns a client.
+func New(opts Options) (*Client, error) {
 	u, err := url.Parse(opts.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("introspection URL %q is not an absolute http(s) URL", opts.URL)
@@ -131,9 +145,6 @@ func New(opts Options) (*Verifier, error) {
 		return nil, fmt.Errorf("timeout %s out of range (at most %s)", opts.Timeout, MaxTimeout)
 	case opts.Timeout == 0:
 		opts.Timeout = DefaultTimeout
-	}
-	if opts.ClockSkew < 0 || opts.ClockSkew > verifiers.MaxClockSkew {
-		return nil, fmt.Errorf("clock skew %s out of range (0 to %s)", opts.ClockSkew, verifiers.MaxClockSkew)
 	}
 	if opts.CacheTTL < 0 || opts.NegativeCacheTTL < 0 || opts.CacheSize < 0 {
 		return nil, errors.New("cache TTLs and size must not be negative")
@@ -165,54 +176,71 @@ func New(opts Options) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{opts: opts, cache: cache, streak: streak.New(opts.Logger, "token introspection")}, nil
+	return &Client{opts: opts, cache: cache, streak: streak.New(opts.Logger, "token introspection")}, nil
+}
+
+// Verifier returns a verifier applying r to this client's answers.
+func (c *Client) Verifier(r Rules) (*Verifier, error) {
+	if r.ClockSkew < 0 || r.ClockSkew > verifiers.MaxClockSkew {
+		return nil, fmt.Errorf("clock skew %s out of range (0 to %s)", r.ClockSkew, verifiers.MaxClockSkew)
+	}
+	return &Verifier{client: c, rules: r}, nil
 }
 
 // Stats returns the counters.
-func (v *Verifier) Stats() Stats {
-	return Stats{Calls: v.calls.Load(), CacheHits: v.hits.Load(), Failures: v.failures.Load()}
+func (c *Client) Stats() Stats {
+	return Stats{Calls: c.calls.Load(), CacheHits: c.hits.Load(), Failures: c.failures.Load()}
 }
 
 // CacheLen is the number of cached results.
-func (v *Verifier) CacheLen() int { return v.cache.Len() }
+func (c *Client) CacheLen() int { return c.cache.Len() }
 
 // Verify implements verifiers.Verifier. The cache is keyed by the token's
 // SHA-256, never the token; concurrent requests with the same uncached
 // token share one call.
 func (v *Verifier) Verify(ctx context.Context, token string) (*verifiers.AccessToken, error) {
+	e, err := v.client.lookup(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return v.decide(e)
+}
+
+// lookup returns the (possibly cached) introspection result for token.
+func (c *Client) lookup(ctx context.Context, token string) (entry, error) {
 	if len(token) > verifiers.MaxTokenSize {
-		return nil, fmt.Errorf("%w: token longer than %d bytes", verifiers.ErrMalformed, verifiers.MaxTokenSize)
+		return entry{}, fmt.Errorf("%w: token longer than %d bytes", verifiers.ErrMalformed, verifiers.MaxTokenSize)
 	}
 	key := sha256.Sum256([]byte(token))
-	if e, ok := v.cache.Get(key); ok && v.opts.Now().Before(e.expires) {
-		v.hits.Add(1)
-		return v.decide(e)
+	if e, ok := c.cache.Get(key); ok && c.opts.Now().Before(e.expires) {
+		c.hits.Add(1)
+		return e, nil
 	}
-	ch := v.flight.DoChan(string(key[:]), func() (any, error) {
+	ch := c.flight.DoChan(string(key[:]), func() (any, error) {
 		// Detached from the request: callers sharing this call must not be
 		// failed by one of them going away. Bounded by the timeout.
-		cctx, cancel := context.WithTimeout(context.Background(), v.opts.Timeout)
+		cctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 		defer cancel()
-		e, err := v.introspect(cctx, token)
+		e, err := c.introspect(cctx, token)
 		if err != nil {
-			v.failures.Add(1)
-			v.streak.Failure(err, zap.String("endpoint", v.opts.URL))
+			c.failures.Add(1)
+			c.streak.Failure(err, zap.String("endpoint", c.opts.URL))
 			return entry{}, err
 		}
-		v.streak.Success(zap.String("endpoint", v.opts.URL))
-		if !v.opts.NoCache {
-			v.cache.Add(key, e)
+		c.streak.Success(zap.String("endpoint", c.opts.URL))
+		if !c.opts.NoCache {
+			c.cache.Add(key, e)
 		}
 		return e, nil
 	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return nil, r.Err
+			return entry{}, r.Err
 		}
-		return v.decide(r.Val.(entry))
+		return r.Val.(entry), nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, ctx.Err())
+		return entry{}, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, ctx.Err())
 	}
 }
 
@@ -222,21 +250,22 @@ func (v *Verifier) decide(e entry) (*verifiers.AccessToken, error) {
 	if !e.active {
 		return nil, fmt.Errorf("%w: introspection says inactive", verifiers.ErrInactive)
 	}
-	tok, now, skew := e.tok, v.opts.Now(), v.opts.ClockSkew
+	tok, now, skew := e.tok, v.client.opts.Now(), v.rules.ClockSkew
 	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt.Add(skew)) {
 		return nil, fmt.Errorf("%w: active but exp %s has passed", verifiers.ErrExpired, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if nbf, ok := verifiers.NumericDate(tok.Claims["nbf"]); ok && now.Add(skew).Before(nbf) {
 		return nil, fmt.Errorf("%w: nbf %s", verifiers.ErrNotYetValid, nbf.UTC().Format(time.RFC3339))
 	}
-	if err := checkValue(tok.Issuer != "", slices.Contains(v.opts.Issuers, tok.Issuer), len(v.opts.Issuers) > 0, v.opts.RequireIssuer); err != nil {
+	r := v.rules
+	if err := checkValue(tok.Issuer != "", slices.Contains(r.Issuers, tok.Issuer), len(r.Issuers) > 0, r.RequireIssuer); err != nil {
 		return nil, fmt.Errorf("%w: iss %q %v", verifiers.ErrBadIssuer, tok.Issuer, err)
 	}
-	audOK := slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(v.opts.Audiences, a) })
-	if err := checkValue(len(tok.Audience) > 0, audOK, len(v.opts.Audiences) > 0, v.opts.RequireAudience); err != nil {
+	audOK := slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(r.Audiences, a) })
+	if err := checkValue(len(tok.Audience) > 0, audOK, len(r.Audiences) > 0, r.RequireAudience); err != nil {
 		return nil, fmt.Errorf("%w: aud %q %v", verifiers.ErrBadAudience, tok.Audience, err)
 	}
-	if err := verifiers.RequireScopes(tok, v.opts.RequiredScopes); err != nil {
+	if err := verifiers.RequireScopes(tok, r.RequiredScopes); err != nil {
 		return tok, err
 	}
 	return tok, nil
@@ -256,38 +285,38 @@ func checkValue(present, matches, configured, required bool) error {
 
 // introspect calls the endpoint. Any answer that is not a 2xx JSON object
 // with a boolean "active" is a technical failure (ErrUnavailable).
-func (v *Verifier) introspect(ctx context.Context, token string) (entry, error) {
-	v.calls.Add(1)
+func (c *Client) introspect(ctx context.Context, token string) (entry, error) {
+	c.calls.Add(1)
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
-	if v.opts.AuthMethod == AuthPost {
-		form.Set("client_id", v.opts.ClientID)
-		form.Set("client_secret", v.opts.ClientSecret)
+	if c.opts.AuthMethod == AuthPost {
+		form.Set("client_id", c.opts.ClientID)
+		form.Set("client_secret", c.opts.ClientSecret)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.opts.URL, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.opts.URL, strings.NewReader(form.Encode()))
 	if err != nil {
 		return entry{}, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if v.opts.AuthMethod == AuthBasic {
+	if c.opts.AuthMethod == AuthBasic {
 		// RFC 6749 §2.3.1: form-encode the id and secret, then Basic.
-		req.SetBasicAuth(url.QueryEscape(v.opts.ClientID), url.QueryEscape(v.opts.ClientSecret))
+		req.SetBasicAuth(url.QueryEscape(c.opts.ClientID), url.QueryEscape(c.opts.ClientSecret))
 	}
-	resp, err := v.opts.Client.Do(req)
+	resp, err := c.opts.Client.Do(req)
 	if err != nil {
-		return entry{}, fmt.Errorf("%w: calling %s: %v", verifiers.ErrUnavailable, v.opts.URL, errors.Unwrap(err))
+		return entry{}, fmt.Errorf("%w: calling %s: %v", verifiers.ErrUnavailable, c.opts.URL, errors.Unwrap(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return entry{}, fmt.Errorf("%w: %s answered status %d", verifiers.ErrUnavailable, v.opts.URL, resp.StatusCode)
+		return entry{}, fmt.Errorf("%w: %s answered status %d", verifiers.ErrUnavailable, c.opts.URL, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, v.opts.MaxBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxBytes+1))
 	if err != nil {
 		return entry{}, fmt.Errorf("%w: reading the answer: %v", verifiers.ErrUnavailable, err)
 	}
-	if int64(len(body)) > v.opts.MaxBytes {
-		return entry{}, fmt.Errorf("%w: answer larger than %d bytes", verifiers.ErrUnavailable, v.opts.MaxBytes)
+	if int64(len(body)) > c.opts.MaxBytes {
+		return entry{}, fmt.Errorf("%w: answer larger than %d bytes", verifiers.ErrUnavailable, c.opts.MaxBytes)
 	}
 	var claims map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -299,12 +328,12 @@ func (v *Verifier) introspect(ctx context.Context, token string) (entry, error) 
 	if !ok {
 		return entry{}, fmt.Errorf("%w: the answer has no boolean \"active\"", verifiers.ErrUnavailable)
 	}
-	now := v.opts.Now()
+	now := c.opts.Now()
 	if !active {
-		return entry{active: false, expires: now.Add(v.opts.NegativeCacheTTL)}, nil
+		return entry{active: false, expires: now.Add(c.opts.NegativeCacheTTL)}, nil
 	}
 	tok := verifiers.FromClaims(claims)
-	expires := now.Add(v.opts.CacheTTL)
+	expires := now.Add(c.opts.CacheTTL)
 	if !tok.ExpiresAt.IsZero() && tok.ExpiresAt.Before(expires) {
 		expires = tok.ExpiresAt
 	}

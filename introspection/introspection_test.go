@@ -70,25 +70,40 @@ func activeAnswer(extra map[string]any) map[string]any {
 	return m
 }
 
-func newVerifier(t *testing.T, url string, mod func(*Options)) *Verifier {
+// testVerifier bundles a verifier with its client, for the tests.
+type testVerifier struct {
+	*Verifier
+	*Client
+}
+
+func (tv testVerifier) Verify(ctx context.Context, token string) (*verifiers.AccessToken, error) {
+	return tv.Verifier.Verify(ctx, token)
+}
+
+func newVerifier(t *testing.T, url string, mod func(*Options, *Rules)) testVerifier {
 	t.Helper()
 	o := Options{URL: url, ClientID: "gateway", ClientSecret: "s3cret:with/odd chars", Now: func() time.Time { return t0 },
-		ClockSkew: time.Minute, Timeout: 2 * time.Second}
+		Timeout: 2 * time.Second}
+	r := Rules{ClockSkew: time.Minute}
 	if mod != nil {
-		mod(&o)
+		mod(&o, &r)
 	}
-	v, err := New(o)
+	c, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v
+	v, err := c.Verifier(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testVerifier{v, c}
 }
 
 func TestIntrospectionDecisions(t *testing.T) {
 	cases := []struct {
 		name    string
 		handler http.HandlerFunc
-		mod     func(*Options)
+		mod     func(*Options, *Rules)
 		want    error
 		status  int
 	}{
@@ -97,13 +112,13 @@ func TestIntrospectionDecisions(t *testing.T) {
 		{"active but expired", answer(activeAnswer(map[string]any{"exp": t0.Add(-2 * time.Minute).Unix()})), nil, verifiers.ErrExpired, 401},
 		{"active, expired within skew", answer(activeAnswer(map[string]any{"exp": t0.Add(-30 * time.Second).Unix()})), nil, nil, 200},
 		{"nbf in the future", answer(activeAnswer(map[string]any{"nbf": t0.Add(5 * time.Minute).Unix()})), nil, verifiers.ErrNotYetValid, 401},
-		{"wrong aud", answer(activeAnswer(map[string]any{"aud": "other"})), func(o *Options) { o.Audiences = []string{"mcp-api"} }, verifiers.ErrBadAudience, 401},
-		{"aud list with ours", answer(activeAnswer(map[string]any{"aud": []string{"x", "mcp-api"}})), func(o *Options) { o.Audiences = []string{"mcp-api"} }, nil, 200},
-		{"missing aud allowed", answer(activeAnswer(map[string]any{"aud": nil})), func(o *Options) { o.Audiences = []string{"mcp-api"} }, nil, 200},
-		{"missing aud required", answer(activeAnswer(map[string]any{"aud": nil})), func(o *Options) { o.Audiences = []string{"mcp-api"}; o.RequireAudience = true }, verifiers.ErrBadAudience, 401},
-		{"wrong iss", answer(activeAnswer(map[string]any{"iss": "https://evil"})), func(o *Options) { o.Issuers = []string{"https://as.example"} }, verifiers.ErrBadIssuer, 401},
-		{"missing iss required", answer(activeAnswer(map[string]any{"iss": nil})), func(o *Options) { o.RequireIssuer = true }, verifiers.ErrBadIssuer, 401},
-		{"missing scope", answer(activeAnswer(map[string]any{"scope": "mcp:read"})), func(o *Options) { o.RequiredScopes = []string{"mcp:admin"} }, verifiers.ErrInsufficientScope, 403},
+		{"wrong aud", answer(activeAnswer(map[string]any{"aud": "other"})), func(o *Options, r *Rules) { r.Audiences = []string{"mcp-api"} }, verifiers.ErrBadAudience, 401},
+		{"aud list with ours", answer(activeAnswer(map[string]any{"aud": []string{"x", "mcp-api"}})), func(o *Options, r *Rules) { r.Audiences = []string{"mcp-api"} }, nil, 200},
+		{"missing aud allowed", answer(activeAnswer(map[string]any{"aud": nil})), func(o *Options, r *Rules) { r.Audiences = []string{"mcp-api"} }, nil, 200},
+		{"missing aud required", answer(activeAnswer(map[string]any{"aud": nil})), func(o *Options, r *Rules) { r.Audiences = []string{"mcp-api"}; r.RequireAudience = true }, verifiers.ErrBadAudience, 401},
+		{"wrong iss", answer(activeAnswer(map[string]any{"iss": "https://evil"})), func(o *Options, r *Rules) { r.Issuers = []string{"https://as.example"} }, verifiers.ErrBadIssuer, 401},
+		{"missing iss required", answer(activeAnswer(map[string]any{"iss": nil})), func(o *Options, r *Rules) { r.RequireIssuer = true }, verifiers.ErrBadIssuer, 401},
+		{"missing scope", answer(activeAnswer(map[string]any{"scope": "mcp:read"})), func(o *Options, r *Rules) { r.RequiredScopes = []string{"mcp:admin"} }, verifiers.ErrInsufficientScope, 403},
 		{"500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "oops", 500) }, nil, verifiers.ErrUnavailable, 503},
 		{"401 from the endpoint (bad client credentials)", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, `{"error":"invalid_client"}`, 401) }, nil, verifiers.ErrUnavailable, 503},
 		{"HTML body", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>login</html>")) }, nil, verifiers.ErrUnavailable, 503},
@@ -144,7 +159,7 @@ func TestIntrospectionDecisions(t *testing.T) {
 
 func TestIntrospectionHangAnsweredWithinTimeout(t *testing.T) {
 	e := newEndpoint(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-	v := newVerifier(t, e.URL, func(o *Options) { o.Timeout = 200 * time.Millisecond })
+	v := newVerifier(t, e.URL, func(o *Options, r *Rules) { o.Timeout = 200 * time.Millisecond })
 	start := time.Now()
 	_, err := v.Verify(context.Background(), "t")
 	if !errors.Is(err, verifiers.ErrUnavailable) {
@@ -159,7 +174,7 @@ func TestIntrospectionClientAuth(t *testing.T) {
 	for _, method := range []string{AuthBasic, AuthPost} {
 		t.Run(method, func(t *testing.T) {
 			e := newEndpoint(t, answer(activeAnswer(nil)))
-			v := newVerifier(t, e.URL, func(o *Options) { o.AuthMethod = method })
+			v := newVerifier(t, e.URL, func(o *Options, r *Rules) { o.AuthMethod = method })
 			if _, err := v.Verify(context.Background(), "tok-abc"); err != nil {
 				t.Fatal(err)
 			}
@@ -199,11 +214,11 @@ func TestIntrospectionCache(t *testing.T) {
 		}
 		answer(activeAnswer(map[string]any{"exp": t0.Add(90 * time.Second).Unix()}))(w, r)
 	})
-	v := newVerifier(t, e.URL, func(o *Options) {
+	v := newVerifier(t, e.URL, func(o *Options, r *Rules) {
 		o.Now = clock
 		o.CacheTTL = 60 * time.Second
 		o.NegativeCacheTTL = 5 * time.Second
-		o.ClockSkew = 0
+		r.ClockSkew = 0
 	})
 
 	// 100 concurrent requests with one new token: exactly one call.
@@ -270,7 +285,7 @@ func TestIntrospectionCache(t *testing.T) {
 
 func TestIntrospectionNoCacheAndFailuresNotCached(t *testing.T) {
 	e := newEndpoint(t, answer(activeAnswer(nil)))
-	v := newVerifier(t, e.URL, func(o *Options) { o.NoCache = true })
+	v := newVerifier(t, e.URL, func(o *Options, r *Rules) { o.NoCache = true })
 	for i := 0; i < 3; i++ {
 		if _, err := v.Verify(context.Background(), "t"); err != nil {
 			t.Fatal(err)
@@ -290,7 +305,7 @@ func TestIntrospectionNoCacheAndFailuresNotCached(t *testing.T) {
 
 func TestIntrospectionCacheBound(t *testing.T) {
 	e := newEndpoint(t, answer(map[string]any{"active": false}))
-	v := newVerifier(t, e.URL, func(o *Options) { o.CacheSize = 50 })
+	v := newVerifier(t, e.URL, func(o *Options, r *Rules) { o.CacheSize = 50 })
 	for i := 0; i < 500; i++ {
 		_, _ = v.Verify(context.Background(), fmt.Sprintf("garbage-%d", i))
 		if n := v.CacheLen(); n > 50 {
@@ -311,7 +326,6 @@ func TestNewRefusals(t *testing.T) {
 		{Options{URL: "https://as/introspect"}, "client_id is required"},
 		{Options{URL: "https://as/introspect", ClientID: "c", Timeout: 61 * time.Second}, "at most 1m0s"},
 		{Options{URL: "https://as/introspect", ClientID: "c", AuthMethod: "jwt"}, `auth method "jwt" not supported`},
-		{Options{URL: "https://as/introspect", ClientID: "c", ClockSkew: 3 * time.Minute}, "clock skew"},
 	}
 	for _, tc := range cases {
 		if _, err := New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -100,7 +100,7 @@ func New(opts Options) (*Cache, error) {
 		if u == "" {
 			continue
 		}
-		if err := CheckURL(u, false); err != nil {
+		if err := verifiers.CheckURL(u, false); err != nil {
 			return nil, err
 		}
 	}
@@ -132,25 +132,6 @@ func New(opts Options) (*Cache, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.run()
 	return c, nil
-}
-
-// CheckURL refuses a URL that is not absolute http(s); with production set,
-// it must be https and not a loopback host.
-func CheckURL(raw string, production bool) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL", raw)
-	}
-	if production {
-		host := strings.ToLower(u.Hostname())
-		if host == "localhost" || strings.HasSuffix(host, ".localhost") || host == "::1" || strings.HasPrefix(host, "127.") {
-			return fmt.Errorf("cannot use localhost URL %q in production (ENVIRONMENT=production)", raw)
-		}
-		if u.Scheme != "https" {
-			return fmt.Errorf("cannot use plain http URL %q in production (ENVIRONMENT=production): use https", raw)
-		}
-	}
-	return nil
 }
 
 // Close stops the background goroutine and waits for it.
@@ -343,7 +324,7 @@ func (c *Cache) discover(ctx context.Context) (string, error) {
 			errs = append(errs, fmt.Errorf("%s: metadata issuer %q does not match %q", cand, meta.Issuer, iss))
 			continue
 		}
-		if err := CheckURL(meta.JWKSURI, false); err != nil {
+		if err := verifiers.CheckURL(meta.JWKSURI, false); err != nil {
 			errs = append(errs, fmt.Errorf("%s: jwks_uri: %w", cand, err))
 			continue
 		}

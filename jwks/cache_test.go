@@ -364,7 +364,7 @@ func TestCacheDiscovery(t *testing.T) {
 	}
 }
 
-func TestCheckURL(t *testing.T) {
+func TestCheckURLProduction(t *testing.T) {
 	cases := []struct {
 		url        string
 		production bool
@@ -379,7 +379,7 @@ func TestCheckURL(t *testing.T) {
 		{"/relative", false, "not an absolute"},
 	}
 	for _, tc := range cases {
-		err := CheckURL(tc.url, tc.production)
+		err := verifiers.CheckURL(tc.url, tc.production)
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s (production=%v): %v", tc.url, tc.production, err)
 		}
