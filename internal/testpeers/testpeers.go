@@ -1,0 +1,199 @@
+// Package testpeers starts the real third-party peers the tests run
+// against: an OAuth/OpenID provider (the npm package oidc-provider) and the
+// official TypeScript MCP SDK client. It installs them with `npm ci` from
+// testdata/node on first use, so a fresh machine with Node.js needs nothing
+// else; without Node.js the tests fail, never skip.
+package testpeers
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	installOnce sync.Once
+	installErr  error
+)
+
+// NodeDir is testdata/node in this repository.
+func NodeDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "node")
+}
+
+// EnsureNode checks for node and npm and runs `npm ci` when the installed
+// packages do not match package-lock.json. It fails the test otherwise.
+func EnsureNode(t testing.TB) {
+	t.Helper()
+	installOnce.Do(func() { installErr = install() })
+	if installErr != nil {
+		t.Fatalf("the test peers need Node.js 20+ and npm (Debian: apt-get install nodejs npm): %v", installErr)
+	}
+}
+
+func install() error {
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found in PATH", tool)
+		}
+	}
+	dir := NodeDir()
+	lock, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(lock)
+	want := hex.EncodeToString(sum[:])
+	stamp := filepath.Join(dir, "node_modules", ".installed-from-lock")
+	if got, err := os.ReadFile(stamp); err == nil && string(got) == want {
+		return nil
+	}
+	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	return os.WriteFile(stamp, []byte(want), 0o644)
+}
+
+// OIDC is a running oidc-provider (see testdata/node/oidc-server.mjs).
+type OIDC struct {
+	Issuer string
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+}
+
+// Client credentials of the provider's clients.
+const (
+	ClientID      = "mcp-client"
+	ClientSecret  = "mcp-client-secret"
+	GatewayID     = "mcp-gateway"
+	GatewayPostID = "mcp-gateway-post"
+	GatewaySecret = "mcp-gateway-secret"
+	// OpaqueResource and JWTResource select the access token format.
+	OpaqueResource = "urn:mcp:opaque"
+	JWTResource    = "urn:mcp:jwt"
+	// SigningKID is the kid of the provider's JWT signing key.
+	SigningKID = "oidc-test-rs256"
+)
+
+// StartOIDC starts the provider on 127.0.0.1 and stops it when the test ends.
+func StartOIDC(t testing.TB) *OIDC {
+	t.Helper()
+	EnsureNode(t)
+	cmd := exec.Command("node", "oidc-server.mjs")
+	cmd.Dir = NodeDir()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &OIDC{cmd: cmd, stderr: &bytes.Buffer{}}
+	cmd.Stderr = o.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting oidc-provider: %v", err)
+	}
+	t.Cleanup(o.stop)
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if line, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
+				ready <- line
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case line, ok := <-ready:
+		if !ok {
+			t.Fatalf("oidc-provider exited before it was ready: %s", o.stderr.String())
+		}
+		var info struct{ Issuer string }
+		if err := json.Unmarshal([]byte(line), &info); err != nil {
+			t.Fatalf("oidc-provider ready line %q: %v", line, err)
+		}
+		o.Issuer = info.Issuer
+	case <-time.After(60 * time.Second):
+		t.Fatalf("oidc-provider did not start within 60s: %s", o.stderr.String())
+	}
+	return o
+}
+
+func (o *OIDC) stop() {
+	if o.cmd.Process != nil {
+		_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = o.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// Endpoints of the provider.
+func (o *OIDC) TokenURL() string         { return o.Issuer + "/token" }
+func (o *OIDC) IntrospectionURL() string { return o.Issuer + "/token/introspection" }
+func (o *OIDC) RevocationURL() string    { return o.Issuer + "/token/revocation" }
+func (o *OIDC) JWKSURL() string          { return o.Issuer + "/jwks" }
+
+// Token gets an access token by the client credentials grant for resource
+// with the given scopes.
+func (o *OIDC) Token(t testing.TB, resource string, scopes ...string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "resource": {resource}, "scope": {strings.Join(scopes, " ")}}
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	o.post(t, o.TokenURL(), form, &out)
+	if out.AccessToken == "" {
+		t.Fatal("no access token from the provider")
+	}
+	return out.AccessToken
+}
+
+// Revoke revokes an access token at the provider (RFC 7009).
+func (o *OIDC) Revoke(t testing.TB, token string) {
+	t.Helper()
+	o.post(t, o.RevocationURL(), url.Values{"token": {token}, "token_type_hint": {"access_token"}}, nil)
+}
+
+func (o *OIDC) post(t testing.TB, endpoint string, form url.Values, into any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(ClientID, ClientSecret)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", endpoint, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", endpoint, resp.StatusCode, body)
+	}
+	if into != nil {
+		if err := json.Unmarshal(body, into); err != nil {
+			t.Fatalf("POST %s: %v", endpoint, err)
+		}
+	}
+}
