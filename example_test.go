@@ -30,10 +30,10 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	if err := json.Unmarshal(out, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(out), `"handler":"mcp_token"`); n != 4 {
-		t.Fatalf("want 4 mcp_token handlers, got %d in %s", n, out)
+	if n := strings.Count(string(out), `"handler":"mcp_token"`); n != 5 {
+		t.Fatalf("want 5 mcp_token handlers, got %d in %s", n, out)
 	}
-	for _, want := range []string{`"hmac_secret":"{env.MCP_HMAC_SECRET}"`, `"token_type":"at+jwt"`, `"static_tokens"`, `"jwks_uri":"https://auth.example.com/.well-known/jwks.json"`, `"issuer_configs"`, `"discover":true`} {
+	for _, want := range []string{`"hmac_secret":"{env.MCP_HMAC_SECRET}"`, `"token_type":"at+jwt"`, `"static_tokens"`, `"jwks_uri":"https://auth.example.com/.well-known/jwks.json"`, `"issuer_configs"`, `"discover":true`, `"introspection":{`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted config lacks %s", want)
 		}

@@ -44,6 +44,12 @@ func newEndpoint(t *testing.T, h http.HandlerFunc) *endpoint {
 	return e
 }
 
+func newEndpointB(b *testing.B) *httptest.Server {
+	srv := httptest.NewServer(answer(activeAnswer(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
 func (e *endpoint) set(h http.HandlerFunc) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
