@@ -2,7 +2,10 @@ package mcptoken
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/jwks"
@@ -18,14 +22,66 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mcp_token", parseCaddyfile)
+	httpcaddyfile.RegisterDirective("mcp_token", parseDirective)
 	httpcaddyfile.RegisterDirectiveOrder("mcp_token", httpcaddyfile.Before, "basic_auth")
+	httpcaddyfile.RegisterHandlerDirective("mcp_token_metadata", func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		m := new(MetadataHandler)
+		err := m.UnmarshalCaddyfile(h.Dispenser)
+		return m, err
+	})
+	httpcaddyfile.RegisterDirectiveOrder("mcp_token_metadata", httpcaddyfile.Before, "basic_auth")
 }
 
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(Handler)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
+// parseDirective turns one mcp_token block into routes: the token check
+// under the user's matcher, and, outside it so that they need no token,
+// the RFC 9728 metadata at the path-suffixed well-known URL of the
+// protected path and at the root well-known URL. With several mcp_token
+// blocks on a site, the root URL answers for the first one.
+func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	handler := new(Handler)
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if handler.ResourcePath == "" {
+		handler.ResourcePath = matcherPath(matcherSet)
+	}
+	meta := &MetadataHandler{ProtectedResource: handler.metadata()}
+	var routes []httpcaddyfile.ConfigValue
+	paths := []string{WellKnownPath}
+	if rp := meta.resourcePath(&http.Request{URL: &url.URL{}}); rp != "" {
+		paths = []string{WellKnownPath + rp, WellKnownPath}
+	}
+	for _, p := range paths {
+		pm, _ := json.Marshal(caddyhttp.MatchPath{p})
+		routes = append(routes, h.NewRoute(caddy.ModuleMap{"path": pm}, meta)...)
+	}
+	return append(routes, h.NewRoute(matcherSet, handler)...), nil
+}
+
+// matcherPath derives the protected path from a matcher with a single
+// path (such as /mcp* → /mcp); "" when there is none.
+func matcherPath(set caddy.ModuleMap) string {
+	raw, ok := set["path"]
+	if !ok || len(set) != 1 {
+		return ""
+	}
+	var paths caddyhttp.MatchPath
+	if json.Unmarshal(raw, &paths) != nil || len(paths) != 1 {
+		return ""
+	}
+	p := strings.TrimRight(paths[0], "*")
+	p = strings.TrimSuffix(p, "/")
+	if strings.ContainsAny(p, "*?[") {
+		return ""
+	}
+	return p
 }
 
 // UnmarshalCaddyfile parses the mcp_token directive:
@@ -60,6 +116,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        require_audience
 //	        required_scopes    <scope> [<scope>...]
 //	    }
+//	    resource               <uri>
+//	    authorization_servers  <url...>
+//	    scopes_supported       <scope...>
+//	    resource_name          <text>
+//	    resource_documentation <url>
+//	    resource_path          <path>
+//	    method_scopes          <method> <scope...>
+//	    tool_scopes            <tool> <scope...>
+//	    cors_preflight         on|off
+//	    max_body               <size>
 //	    issuer <iss> {
 //	        public_key | hmac_secret | jwks_uri <...> | discover
 //	        audience        <aud> [<aud>...]
@@ -90,9 +156,37 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			continue
 		}
+		if handled, err := c.ProtectedResource.parseOption(d, sub); handled {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		switch sub {
 		case "issuer":
 			err = c.parseIssuer(d, &p)
+		case "method_scopes":
+			err = parseScopeRule(d, &c.MethodScopes)
+		case "tool_scopes":
+			err = parseScopeRule(d, &c.ToolScopes)
+		case "cors_preflight":
+			var v string
+			if v, err = singleArg(d); err == nil {
+				if v != "on" && v != "off" {
+					return d.Errf("cors_preflight: %q, want on or off", v)
+				}
+				on := v == "on"
+				c.CORSPreflight = &on
+			}
+		case "max_body":
+			var v string
+			if v, err = singleArg(d); err == nil {
+				n, perr := humanize.ParseBytes(v)
+				if perr != nil || n == 0 || n > 1<<30 {
+					return d.Errf("max_body: %q is not a size between 1B and 1GiB (for example 1MiB)", v)
+				}
+				c.MaxBody = int64(n)
+			}
 		case "introspection":
 			p.introTok = &tok
 			err = c.parseIntrospection(d)
@@ -137,6 +231,23 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return c.checkParsed(&p)
+}
+
+// parseScopeRule reads `<name> <scope>...` into rules.
+func parseScopeRule(d *caddyfile.Dispenser, rules *map[string][]string) error {
+	sub := d.Val()
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return d.Errf("%s: want <name> <scope> [<scope>...]", sub)
+	}
+	if *rules == nil {
+		*rules = map[string][]string{}
+	}
+	if _, dup := (*rules)[args[0]]; dup {
+		return d.Errf("%s: %q is already configured", sub, args[0])
+	}
+	(*rules)[args[0]] = args[1:]
+	return nil
 }
 
 // parseState remembers where things were written, to point errors found

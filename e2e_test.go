@@ -245,8 +245,9 @@ func TestE2ERefusals(t *testing.T) {
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d (body %s)", resp.StatusCode, tc.status, body)
 			}
-			if got := resp.Header.Get("WWW-Authenticate"); got != tc.challenge {
-				t.Fatalf("WWW-Authenticate %q, want %q", got, tc.challenge)
+			want := tc.challenge + `, resource_metadata="` + e2eBase + `/.well-known/oauth-protected-resource/mcp"`
+			if got := resp.Header.Get("WWW-Authenticate"); got != want {
+				t.Fatalf("WWW-Authenticate %q, want %q", got, want)
 			}
 			var eb errorBody
 			if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Error != tc.errorCode {
@@ -313,7 +314,7 @@ func TestE2EProviderJSON(t *testing.T) {
 		t.Fatalf("backend headers: %v", h)
 	}
 	resp, _ = post(t, e2eBase+"/mcp", "", toolsList)
-	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer scope="mcp:read"` {
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer scope="mcp:read", resource_metadata="`+e2eBase+`/.well-known/oauth-protected-resource/mcp"` {
 		t.Fatalf("no token: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	noScope := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}})

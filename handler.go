@@ -56,9 +56,13 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	tok, err := h.core.authenticate(r)
+	c := h.core
+	if c.corsPreflight && isPreflight(r) {
+		return next.ServeHTTP(w, r)
+	}
+	tok, err := c.check(r)
 	if err != nil {
-		h.core.refuse(w, err)
+		c.refuse(w, r, err)
 		return nil
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -69,6 +73,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
+// check runs every rule on the request: no token in the query, a valid
+// bearer token, then the scopes this request needs (global, per method,
+// per tool) with the MCP headers agreeing with the body.
+func (c *core) check(r *http.Request) (*verifiers.AccessToken, error) {
+	if r.URL.Query().Has("access_token") {
+		return nil, fmt.Errorf("%w", verifiers.ErrTokenInQuery)
+	}
+	tok, err := c.authenticate(r)
+	if err != nil {
+		return tok, err
+	}
+	needed, err := c.inspect(r)
+	if err != nil {
+		return tok, err
+	}
+	if len(needed) > len(c.requiredScopes) {
+		if err := verifiers.RequireScopes(tok, needed); err != nil {
+			return tok, err
+		}
+	}
+	return tok, nil
+}
+
+// isPreflight reports a CORS preflight request.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != ""
+}
+
 // errorBody is the JSON body of a refusal.
 type errorBody struct {
 	Error            string `json:"error"`
@@ -77,14 +110,19 @@ type errorBody struct {
 
 // refuse writes the answer to a refused request: the one place where a
 // verification outcome becomes an HTTP response.
-func (c *core) refuse(w http.ResponseWriter, err error) {
+func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	out := verifiers.Classify(err)
 	hdr := w.Header()
-	switch out.Status {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
-		hdr.Set("WWW-Authenticate", c.challenge(err))
-	case http.StatusServiceUnavailable:
+	switch {
+	case out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden || out.Code == "invalid_request":
+		hdr.Set("WWW-Authenticate", c.challenge(r, err))
+	case out.Status == http.StatusServiceUnavailable:
 		hdr.Set("Retry-After", strconv.Itoa(5))
+	}
+	if r.Header.Get("Origin") != "" {
+		// Browser clients must be able to read the challenge.
+		hdr.Set("Access-Control-Allow-Origin", "*")
+		hdr.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
 	}
 	code := out.Code
 	if code == "" {

@@ -58,7 +58,7 @@ func TestHandlerOutcomes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &Handler{core: &core{verifier: tc.verifier, logger: zap.NewNop()}}
+			h := &Handler{core: &core{verifier: tc.verifier, logger: zap.NewNop(), corsPreflight: true, maxBody: DefaultMaxBody}}
 			r := newRequest(tc.auth...)
 			w := httptest.NewRecorder()
 			nextCalled := false
@@ -79,8 +79,13 @@ func TestHandlerOutcomes(t *testing.T) {
 			if nextCalled != (tc.status == 200) {
 				t.Fatalf("next called: %v", nextCalled)
 			}
-			if got := w.Header().Get("WWW-Authenticate"); got != tc.challenge {
-				t.Fatalf("challenge %q, want %q", got, tc.challenge)
+			want := tc.challenge
+			if want != "" {
+				want += `, resource_metadata="http://example.com/.well-known/oauth-protected-resource/mcp"`
+				want = strings.Replace(want, "Bearer, ", "Bearer ", 1)
+			}
+			if got := w.Header().Get("WWW-Authenticate"); got != want {
+				t.Fatalf("challenge %q, want %q", got, want)
 			}
 			if got := w.Header().Get("Retry-After"); got != tc.retry {
 				t.Fatalf("Retry-After %q", got)
@@ -119,7 +124,7 @@ func TestProviderAuthenticate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &Authenticator{core: &core{verifier: tc.v, logger: zap.NewNop()}}
+			a := &Authenticator{core: &core{verifier: tc.v, logger: zap.NewNop(), maxBody: DefaultMaxBody}}
 			var r *http.Request
 			if tc.auth != "" {
 				r = newRequest(tc.auth)
@@ -131,8 +136,12 @@ func TestProviderAuthenticate(t *testing.T) {
 			if authed != tc.authed || (err != nil) != tc.wantErr {
 				t.Fatalf("authed=%v err=%v", authed, err)
 			}
-			if got := w.Header().Get("WWW-Authenticate"); got != tc.header {
-				t.Fatalf("challenge %q, want %q", got, tc.header)
+			want := tc.header
+			if want != "" {
+				want = strings.Replace(want+`, resource_metadata="http://example.com/.well-known/oauth-protected-resource/mcp"`, "Bearer, ", "Bearer ", 1)
+			}
+			if got := w.Header().Get("WWW-Authenticate"); got != want {
+				t.Fatalf("challenge %q, want %q", got, want)
 			}
 			if authed && (user.ID != "c1" || user.Metadata["scopes"] != "a" || user.Metadata["sub"] != "") {
 				t.Fatalf("user %+v", user)

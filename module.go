@@ -8,6 +8,9 @@
 package mcptoken
 
 import (
+	"cmp"
+	"maps"
+	"slices"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -135,6 +138,27 @@ type Config struct {
 	// Fixed development tokens. Refused when ENVIRONMENT=production.
 	StaticTokens []StaticToken `json:"static_tokens,omitempty"`
 
+	// The protected MCP resource: RFC 9728 metadata and the
+	// resource_metadata URL of challenges.
+	ProtectedResource
+
+	// Scopes required per JSON-RPC method (such as tools/list), checked
+	// after the global required_scopes on POST requests.
+	MethodScopes map[string][]string `json:"method_scopes,omitempty"`
+
+	// Scopes required per tool, for tools/call with that params.name.
+	ToolScopes map[string][]string `json:"tool_scopes,omitempty"`
+
+	// Let CORS preflight requests (OPTIONS with Origin and
+	// Access-Control-Request-Method) through without a token, so browser
+	// clients work. Default: true.
+	CORSPreflight *bool `json:"cors_preflight,omitempty"`
+
+	// The largest JSON-RPC body the handler reads to check method and tool
+	// scopes and the Mcp-Method/Mcp-Name headers; larger bodies get 413.
+	// Default: 1 MiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+
 	// Verify opaque tokens with an OAuth 2.0 Token Introspection endpoint
 	// (RFC 7662). With JWT key sources configured too, a token shaped like
 	// a JWS goes to JWT verification and any other token to introspection.
@@ -208,6 +232,10 @@ type core struct {
 	verifier       verifiers.Verifier
 	requiredScopes []string
 	forwardToken   bool
+	rules          scopeRules
+	maxBody        int64
+	corsPreflight  bool
+	resource       ProtectedResource
 	logger         *zap.Logger
 	pooled         []pooledRef // the shared caches this config holds
 }
@@ -245,6 +273,10 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.logger = ctx.Logger()
 	c.requiredScopes = cfg.RequiredScopes
 	c.forwardToken = cfg.ForwardToken
+	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes}
+	c.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
+	c.corsPreflight = cfg.CORSPreflight == nil || *cfg.CORSPreflight
+	c.resource = cfg.metadata()
 	chain, err := cfg.buildChain(caddy.NewReplacer(), verifiers.IsProduction(), sources{c.jwksSource, c.introspectionClient})
 	if err != nil {
 		return err
@@ -331,7 +363,7 @@ type policy struct {
 func (cfg *Config) policies() ([]policy, error) {
 	var ps []policy
 	if cfg.KeyConfig.count() > 0 {
-		ps = append(ps, policy{issuers: cfg.Issuers, audiences: cfg.Audiences, algorithms: cfg.Algorithms, keys: cfg.KeyConfig})
+		ps = append(ps, policy{issuers: cfg.Issuers, audiences: cfg.audiences(), algorithms: cfg.Algorithms, keys: cfg.KeyConfig})
 	} else if len(cfg.Algorithms) > 0 || (cfg.Introspection == nil && len(cfg.Issuers)+len(cfg.Audiences) > 0) {
 		return nil, errors.New("issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri or discover (or use issuer blocks)")
 	}
@@ -439,7 +471,7 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, production bool, src
 	}
 	rules := introspection.Rules{
 		Issuers:         replaceAll(repl, orList(ic.Issuers, cfg.Issuers)),
-		Audiences:       replaceAll(repl, orList(ic.Audiences, cfg.Audiences)),
+		Audiences:       replaceAll(repl, orList(ic.Audiences, cfg.audiences())),
 		RequireIssuer:   ic.RequireIssuer,
 		RequireAudience: ic.RequireAudience,
 		RequiredScopes:  ic.RequiredScopes,
@@ -533,6 +565,66 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, production bool, src s
 		TokenType:      cfg.TokenType,
 		RequiredScopes: p.requiredScopes,
 	})
+}
+
+// audiences are the accepted audiences of the top-level policy: the
+// configured ones, else the resource (RFC 8707: tokens bound to this MCP
+// server).
+func (cfg *Config) audiences() []string {
+	if len(cfg.Audiences) == 0 && cfg.Resource != "" {
+		return []string{cfg.Resource}
+	}
+	return cfg.Audiences
+}
+
+// metadata is the protected-resource description with its defaults:
+// authorization servers from the issuers, scopes_supported from every
+// scope the configuration requires.
+func (cfg *Config) metadata() ProtectedResource {
+	pr := cfg.ProtectedResource
+	if len(pr.AuthorizationServers) == 0 {
+		var servers []string
+		add := func(list ...string) {
+			for _, s := range list {
+				if s != "" && !slices.Contains(servers, s) && !hasPlaceholder(s) {
+					servers = append(servers, s)
+				}
+			}
+		}
+		add(cfg.Issuers...)
+		for _, ic := range cfg.IssuerConfigs {
+			add(ic.Issuer)
+		}
+		if cfg.Introspection != nil {
+			add(cfg.Introspection.Issuers...)
+		}
+		pr.AuthorizationServers = servers
+	}
+	if len(pr.ScopesSupported) == 0 {
+		var scopes []string
+		add := func(list []string) {
+			for _, s := range list {
+				if !slices.Contains(scopes, s) {
+					scopes = append(scopes, s)
+				}
+			}
+		}
+		add(cfg.RequiredScopes)
+		for _, ic := range cfg.IssuerConfigs {
+			add(ic.RequiredScopes)
+		}
+		if cfg.Introspection != nil {
+			add(cfg.Introspection.RequiredScopes)
+		}
+		for _, k := range slices.Sorted(maps.Keys(cfg.MethodScopes)) {
+			add(cfg.MethodScopes[k])
+		}
+		for _, k := range slices.Sorted(maps.Keys(cfg.ToolScopes)) {
+			add(cfg.ToolScopes[k])
+		}
+		pr.ScopesSupported = scopes
+	}
+	return pr
 }
 
 // orList returns list, or def when list is empty.
@@ -654,12 +746,13 @@ func userMetadata(tok *verifiers.AccessToken) map[string]string {
 	}
 }
 
-// challenge is the WWW-Authenticate value for a refusal (RFC 6750 §3): no
-// error attribute when no credentials were sent; the scopes needed when
-// known.
-func (c *core) challenge(err error) string {
+// challenge is the WWW-Authenticate value for a refusal (RFC 6750 §3,
+// RFC 9728 §5.1, MCP authorization): error and error_description only when
+// a token was presented; scope, the scopes this request needs, when known;
+// and resource_metadata, the URL of the protected-resource metadata.
+func (c *core) challenge(r *http.Request, err error) string {
 	out := verifiers.Classify(err)
-	params := []string{}
+	var params []string
 	scopes := c.requiredScopes
 	var se *verifiers.ScopeError
 	if errors.As(err, &se) {
@@ -671,9 +764,7 @@ func (c *core) challenge(err error) string {
 	if len(scopes) > 0 {
 		params = append(params, param("scope", strings.Join(scopes, " ")))
 	}
-	if len(params) == 0 {
-		return "Bearer"
-	}
+	params = append(params, param("resource_metadata", c.resource.MetadataURL(r)))
 	return "Bearer " + strings.Join(params, ", ")
 }
 
@@ -727,7 +818,7 @@ func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (ca
 	if errors.Is(err, verifiers.ErrUnavailable) || verifiers.Classify(err).Status == http.StatusServiceUnavailable {
 		return caddyauth.User{}, false, fmt.Errorf("mcp_token: %w", err)
 	}
-	w.Header().Set("WWW-Authenticate", a.core.challenge(err))
+	w.Header().Set("WWW-Authenticate", a.core.challenge(r, err))
 	return caddyauth.User{}, false, nil
 }
 

@@ -261,7 +261,7 @@ func (v *Verifier) decide(e entry) (*verifiers.AccessToken, error) {
 	if err := checkValue(tok.Issuer != "", slices.Contains(r.Issuers, tok.Issuer), len(r.Issuers) > 0, r.RequireIssuer); err != nil {
 		return nil, fmt.Errorf("%w: iss %q %v", verifiers.ErrBadIssuer, tok.Issuer, err)
 	}
-	audOK := slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(r.Audiences, a) })
+	audOK := verifiers.MatchAudience(tok.Audience, r.Audiences)
 	if err := checkValue(len(tok.Audience) > 0, audOK, len(r.Audiences) > 0, r.RequireAudience); err != nil {
 		return nil, fmt.Errorf("%w: aud %q %v", verifiers.ErrBadAudience, tok.Audience, err)
 	}

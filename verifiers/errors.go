@@ -43,6 +43,17 @@ var (
 	ErrInsufficientScope = errors.New("insufficient scope")
 	// ErrRateLimited: the client failed too often and must wait.
 	ErrRateLimited = errors.New("too many failed attempts")
+	// ErrTokenInQuery: an access_token in the URI query (RFC 6750 §2.3 is
+	// not allowed by MCP); refused even when a header token is valid.
+	ErrTokenInQuery = errors.New("access token in the URI query")
+	// ErrHeaderMismatch: MCP's Mcp-Method / Mcp-Name headers disagree with
+	// the JSON-RPC body (or the body is not JSON-RPC the gateway can judge).
+	ErrHeaderMismatch = errors.New("MCP headers do not match the body")
+	// ErrBadBody: per-method or per-tool scopes are configured and the body
+	// is not JSON-RPC the gateway can judge (fail closed).
+	ErrBadBody = errors.New("request body is not JSON-RPC")
+	// ErrBodyTooLarge: the body is larger than the gateway inspects.
+	ErrBodyTooLarge = errors.New("request body too large")
 	// ErrUnavailable: a technical failure (key source or introspection
 	// endpoint unreachable, no keys loaded yet). It is never a pass and never
 	// reported to the client as a bad token.
@@ -91,6 +102,10 @@ var outcomes = []struct {
 }{
 	{ErrMissingToken, Outcome{"missing_token", http.StatusUnauthorized, "", "Bearer token required"}},
 	{ErrBadRequest, Outcome{"bad_request", http.StatusBadRequest, "invalid_request", "Malformed authorization request"}},
+	{ErrTokenInQuery, Outcome{"token_in_query", http.StatusBadRequest, "invalid_request", "Access tokens in the URI query are not accepted; use the Authorization header"}},
+	{ErrHeaderMismatch, Outcome{"header_mismatch", http.StatusBadRequest, "", "MCP request headers do not match the JSON-RPC body"}},
+	{ErrBadBody, Outcome{"bad_body", http.StatusBadRequest, "", "Request body is not a JSON-RPC message"}},
+	{ErrBodyTooLarge, Outcome{"body_too_large", http.StatusRequestEntityTooLarge, "", "Request body too large"}},
 	{ErrMalformed, Outcome{"malformed", http.StatusUnauthorized, "invalid_token", "Malformed token"}},
 	{ErrUnsupportedAlgorithm, Outcome{"bad_algorithm", http.StatusUnauthorized, "invalid_token", "Token algorithm not accepted"}},
 	{ErrUnknownKey, Outcome{"unknown_key", http.StatusUnauthorized, "invalid_token", "Token signature verification failed"}},

@@ -302,22 +302,13 @@ func (v *JWT) checkClaims(claims jwt.MapClaims, kid string) (*AccessToken, error
 	}
 	tok := FromClaims(claims)
 	tok.KeyID = kid
-	if len(v.cfg.Audiences) > 0 && !matchAudience(tok.Audience, v.cfg.Audiences) {
+	if len(v.cfg.Audiences) > 0 && !MatchAudience(tok.Audience, v.cfg.Audiences) {
 		return nil, fmt.Errorf("%w: %q", ErrBadAudience, tok.Audience)
 	}
 	if err := RequireScopes(tok, v.cfg.RequiredScopes); err != nil {
 		return tok, err
 	}
 	return tok, nil
-}
-
-func matchAudience(have, accepted []string) bool {
-	for _, a := range have {
-		if slices.Contains(accepted, a) {
-			return true
-		}
-	}
-	return false
 }
 
 // jwtErrors maps golang-jwt's sentinels to ours; the first match wins, and

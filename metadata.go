@@ -1,0 +1,223 @@
+package mcptoken
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(MetadataHandler{})
+}
+
+// WellKnownPath is where RFC 9728 protected-resource metadata lives; the
+// metadata of a resource with a path is at WellKnownPath + that path.
+const WellKnownPath = "/.well-known/oauth-protected-resource"
+
+// ProtectedResource describes the protected MCP endpoint for RFC 9728
+// metadata and for the resource_metadata URL of challenges.
+type ProtectedResource struct {
+	// The resource identifier (the MCP server's canonical URI, such as
+	// https://mcp.example.com/mcp). Default: derived from the request's
+	// scheme and host and the protected path. When set, it is also the
+	// default accepted audience.
+	Resource string `json:"resource,omitempty"`
+
+	// The path of the protected endpoint (such as /mcp), used to derive
+	// the resource and the metadata URL when resource is not set. The
+	// Caddyfile directive takes it from its path matcher.
+	ResourcePath string `json:"resource_path,omitempty"`
+
+	// Authorization servers clients get tokens from. Default: the
+	// configured issuers.
+	AuthorizationServers []string `json:"authorization_servers,omitempty"`
+
+	// Scopes advertised in the metadata. Default: every scope the
+	// configuration requires.
+	ScopesSupported []string `json:"scopes_supported,omitempty"`
+
+	// Human-readable name of the resource.
+	ResourceName string `json:"resource_name,omitempty"`
+
+	// URL of documentation for developers.
+	ResourceDocumentation string `json:"resource_documentation,omitempty"`
+}
+
+// resourcePath is the path part of the resource: from the configured
+// resource, else ResourcePath, else the request path.
+func (p *ProtectedResource) resourcePath(r *http.Request) string {
+	if p.Resource != "" {
+		if u, err := url.Parse(p.Resource); err == nil {
+			return strings.TrimSuffix(u.Path, "/")
+		}
+	}
+	if p.ResourcePath != "" {
+		return strings.TrimSuffix(p.ResourcePath, "/")
+	}
+	return strings.TrimSuffix(r.URL.Path, "/")
+}
+
+// origin is scheme://host of the configured resource, else of the request.
+func (p *ProtectedResource) origin(r *http.Request) string {
+	if p.Resource != "" {
+		if u, err := url.Parse(p.Resource); err == nil && u.Host != "" {
+			return u.Scheme + "://" + u.Host
+		}
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// MetadataURL is the URL of the resource's RFC 9728 metadata document.
+func (p *ProtectedResource) MetadataURL(r *http.Request) string {
+	return p.origin(r) + WellKnownPath + p.resourcePath(r)
+}
+
+// document is the metadata for a request to its well-known URL.
+func (p *ProtectedResource) document(r *http.Request) map[string]any {
+	resource := p.Resource
+	if resource == "" {
+		path := strings.TrimPrefix(r.URL.Path, WellKnownPath)
+		if path == "" || path == "/" {
+			path = strings.TrimSuffix(p.ResourcePath, "/")
+		}
+		resource = p.origin(r) + path
+	}
+	doc := map[string]any{
+		"resource":                 resource,
+		"bearer_methods_supported": []string{"header"},
+	}
+	if len(p.AuthorizationServers) > 0 {
+		doc["authorization_servers"] = p.AuthorizationServers
+	}
+	if len(p.ScopesSupported) > 0 {
+		doc["scopes_supported"] = p.ScopesSupported
+	}
+	if p.ResourceName != "" {
+		doc["resource_name"] = p.ResourceName
+	}
+	if p.ResourceDocumentation != "" {
+		doc["resource_documentation"] = p.ResourceDocumentation
+	}
+	return doc
+}
+
+// MetadataHandler serves RFC 9728 OAuth protected-resource metadata, with
+// CORS headers so browser-based MCP clients can read it. It needs no
+// token. The mcp_token directive adds it on its own at
+// /.well-known/oauth-protected-resource and at the path-suffixed URL of
+// the protected path; JSON users route those paths to it.
+type MetadataHandler struct {
+	ProtectedResource
+}
+
+// CaddyModule returns the Caddy module information.
+func (MetadataHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_token_metadata",
+		New: func() caddy.Module { return new(MetadataHandler) },
+	}
+}
+
+// ServeHTTP answers GET/HEAD with the metadata and OPTIONS with CORS.
+func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	hdr := w.Header()
+	hdr.Set("Access-Control-Allow-Origin", "*")
+	hdr.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+	hdr.Set("Access-Control-Allow-Headers", "*")
+	hdr.Set("Access-Control-Max-Age", "86400")
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case http.MethodGet, http.MethodHead:
+	default:
+		hdr.Set("Allow", "GET, HEAD, OPTIONS")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, nil)
+	}
+	body, err := json.Marshal(m.document(r))
+	if err != nil {
+		return err
+	}
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "public, max-age=3600")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(body)
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile parses the mcp_token_metadata directive, for layouts
+// where mcp_token sits inside a handle block and cannot add the metadata
+// routes itself:
+//
+//	mcp_token_metadata [<matcher>] {
+//	    resource               <uri>
+//	    resource_path          <path>
+//	    authorization_servers  <url...>
+//	    scopes_supported       <scope...>
+//	    resource_name          <text>
+//	    resource_documentation <url>
+//	}
+func (m *MetadataHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		handled, err := m.ProtectedResource.parseOption(d, d.Val())
+		if !handled {
+			return d.Errf("unrecognized subdirective '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseOption parses the metadata options shared by mcp_token and
+// mcp_token_metadata.
+func (p *ProtectedResource) parseOption(d *caddyfile.Dispenser, sub string) (bool, error) {
+	var err error
+	switch sub {
+	case "resource":
+		if p.Resource, err = singleArg(d); err == nil {
+			if u, perr := url.Parse(p.Resource); perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+				err = d.Errf("resource: %q is not an absolute http(s) URI without a fragment (RFC 9728)", p.Resource)
+			}
+		}
+	case "resource_path":
+		if p.ResourcePath, err = singleArg(d); err == nil && !strings.HasPrefix(p.ResourcePath, "/") {
+			err = d.Errf("resource_path: %q must start with /", p.ResourcePath)
+		}
+	case "authorization_servers":
+		p.AuthorizationServers, err = appendArgs(d, p.AuthorizationServers)
+	case "scopes_supported":
+		p.ScopesSupported, err = appendArgs(d, p.ScopesSupported)
+	case "resource_name":
+		p.ResourceName, err = singleArg(d)
+	case "resource_documentation":
+		p.ResourceDocumentation, err = singleArg(d)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// Interface guards
+var (
+	_ caddyhttp.MiddlewareHandler = (*MetadataHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*MetadataHandler)(nil)
+)
