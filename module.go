@@ -9,13 +9,13 @@ package mcptoken
 
 import (
 	"cmp"
-	"maps"
-	"slices"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"

@@ -4,6 +4,8 @@
 package mcpdemo
 
 import (
+	"bytes"
+	"io"
 	"context"
 	"net"
 	"net/http"
@@ -65,15 +67,25 @@ func NewServer() *mcp.Server {
 // received, so tests can see exactly what the gateway forwarded.
 type Recorder struct {
 	mu       sync.Mutex
-	requests []http.Header
+	requests []Received
+}
+
+// Received is one request as the backend got it.
+type Received struct {
+	Method string
+	Header http.Header
+	Body   []byte
 }
 
 // Last returns the headers of the last request received.
-func (r *Recorder) Last() http.Header {
+func (r *Recorder) Last() http.Header { return r.LastRequest().Header }
+
+// LastRequest returns the last request received.
+func (r *Recorder) LastRequest() Received {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.requests) == 0 {
-		return nil
+		return Received{}
 	}
 	return r.requests[len(r.requests)-1]
 }
@@ -95,8 +107,10 @@ func Handler(rec *Recorder) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		rec.mu.Lock()
-		rec.requests = append(rec.requests, r.Header.Clone())
+		rec.requests = append(rec.requests, Received{Method: r.Method, Header: r.Header.Clone(), Body: body})
 		rec.mu.Unlock()
 		h.ServeHTTP(w, r)
 	})
