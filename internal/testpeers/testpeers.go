@@ -73,6 +73,48 @@ func install() error {
 	return os.WriteFile(stamp, []byte(want), 0o644)
 }
 
+// TSClientResult is what testdata/node/ts-client.mjs reports.
+type TSClientResult struct {
+	Tools               []string        `json:"tools"`
+	Echo                json.RawMessage `json:"echo"`
+	Error               string          `json:"error"`
+	Status              any             `json:"status"`
+	Challenge           string          `json:"challenge"`
+	ResourceMetadataURL string          `json:"resourceMetadataUrl"`
+	Scope               string          `json:"scope"`
+	Fetched             []string        `json:"fetched"`
+}
+
+// RunTSClient runs the official TypeScript MCP SDK client against endpoint
+// (with a bearer token, or none to see the SDK's OAuth discovery).
+func RunTSClient(t testing.TB, endpoint, token string) TSClientResult {
+	t.Helper()
+	EnsureNode(t)
+	args := []string{"ts-client.mjs", endpoint}
+	if token != "" {
+		args = append(args, token)
+	}
+	cmd := exec.Command("node", args...)
+	cmd.Dir = NodeDir()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	timer := time.AfterFunc(60*time.Second, func() {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	defer timer.Stop()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ts-client.mjs: %v\n%s", err, stderr.String())
+	}
+	var res TSClientResult
+	if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
+		t.Fatalf("ts-client.mjs printed %q: %v\n%s", out, err, stderr.String())
+	}
+	return res
+}
+
 // OIDC is a running oidc-provider (see testdata/node/oidc-server.mjs).
 type OIDC struct {
 	Issuer string
