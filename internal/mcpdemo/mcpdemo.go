@@ -5,8 +5,8 @@ package mcpdemo
 
 import (
 	"bytes"
-	"io"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"sync"
