@@ -33,7 +33,7 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	if n := strings.Count(string(out), `"handler":"mcp_token"`); n != 5 {
 		t.Fatalf("want 5 mcp_token handlers, got %d in %s", n, out)
 	}
-	for _, want := range []string{`"hmac_secret":"{env.MCP_HMAC_SECRET}"`, `"token_type":"at+jwt"`, `"static_tokens"`, `"jwks_uri":"https://auth.example.com/.well-known/jwks.json"`, `"issuer_configs"`, `"discover":true`, `"introspection":{`} {
+	for _, want := range []string{`"hmac_secret":"{env.MCP_HMAC_SECRET}"`, `"token_type":"at+jwt"`, `"static_tokens"`, `"jwks_uri":"https://auth.example.com/.well-known/jwks.json"`, `"issuer_configs"`, `"discover":true`, `"introspection":{`, `"handler":"mcp_token_metadata"`, `"/.well-known/oauth-protected-resource/mcp"`, `"tool_scopes":{"deploy":["deploy:write"]}`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted config lacks %s", want)
 		}
@@ -87,5 +87,48 @@ func TestReadmeJSONProvisions(t *testing.T) {
 			t.Fatalf("README JSON example %d does not provision: %v", i+1, err)
 		}
 		_ = mod.Cleanup()
+	}
+}
+
+// TestReadmeCaddyfileSnippets adapts every Caddyfile snippet of the README
+// that is a whole site (or a handle block, wrapped in one).
+func TestReadmeCaddyfileSnippets(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snippets []string
+	var cur []string
+	inside, lang := false, ""
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "```") {
+			if inside && lang == "" {
+				snippets = append(snippets, strings.Join(cur, "\n")+"\n")
+			}
+			inside, lang, cur = !inside, strings.TrimPrefix(line, "```"), nil
+			continue
+		}
+		if inside {
+			cur = append(cur, line)
+		}
+	}
+	n := 0
+	for _, snippet := range snippets {
+		first, _, _ := strings.Cut(snippet, "\n")
+		switch {
+		case strings.HasPrefix(first, "mcp.example.com {"):
+		case strings.HasPrefix(first, "handle "):
+			snippet = "example.com {\n" + snippet + "}\n"
+		default:
+			continue
+		}
+		n++
+		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(snippet), nil); err != nil {
+			t.Errorf("README snippet does not adapt: %v\n%s", err, snippet)
+		}
+	}
+	t.Logf("%d README site snippets adapt", n)
+	if n < 3 {
+		t.Fatalf("found %d README site snippets", n)
 	}
 }

@@ -51,15 +51,17 @@ func demoCaddyfile(listen, publicKeyPEM, backend string) string {
 
 http://%s {
 	bind %s
-	handle /mcp* {
-		mcp_token {
-			issuer %s
-			audience %s
-			public_key <<PEM
+	mcp_token /mcp* {
+		issuer %s
+		audience %s
+		public_key <<PEM
 %sPEM
-			required_scopes mcp:read
-			static_token %s dev-user mcp:read mcp:write
-		}
+		required_scopes mcp:read
+		tool_scopes deploy mcp:write
+		resource_name "caddy-mcp-token demo"
+		static_token %s dev-user mcp:read mcp:write
+	}
+	handle /mcp* {
 		reverse_proxy %s {
 			header_up X-MCP-Client {http.auth.user.client_id}
 			header_up X-MCP-Scopes {http.auth.user.scopes}
@@ -128,6 +130,7 @@ Try it:
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
   curl -si %[1]s/mcp -d '{}'    # no token: 401 with a Bearer challenge
+  curl -s %[1]s/.well-known/oauth-protected-resource/mcp    # RFC 9728 metadata
 
 Press Ctrl+C to stop.
 `, base, backend, demoStaticToken, jwt, demoIssuer, demoAudience)
