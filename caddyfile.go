@@ -101,6 +101,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    clock_skew      <duration>
 //	    token_type      at+jwt
 //	    forward_token
+//	    production
 //	    static_token    <token> <client_id> [<scope>...]
 //	    introspection <url> {
 //	        client_id          <id>
@@ -209,6 +210,11 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				c.TokenType = "at+jwt"
 			}
+		case "production":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c.Production = true
 		case "forward_token":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -472,21 +478,21 @@ func (c *Config) checkParsed(p *parseState) error {
 		toks = append([]*caddyfile.Token{p.keyTok}, toks...)
 	}
 	for i, pol := range ps {
-		if _, err := probe.buildJWT(pol, repl, false, noFetch); err != nil {
+		if _, err := probe.buildJWT(pol, repl, guards{}, noFetch); err != nil {
 			return at(toks[i], err)
 		}
 	}
 	if len(probe.StaticTokens) > 0 {
-		if _, err := probe.buildStatic(repl, false); err != nil {
+		if _, err := probe.buildStatic(repl, guards{}); err != nil {
 			return at(p.staticTok, err)
 		}
 	}
 	if probe.Introspection != nil {
-		if _, err := probe.buildIntrospection(repl, false, noFetch); err != nil {
+		if _, err := probe.buildIntrospection(repl, guards{}, noFetch); err != nil {
 			return at(p.introTok, fmt.Errorf("introspection: %w", err))
 		}
 	}
-	if _, err := probe.buildChain(repl, false, noFetch); err != nil {
+	if _, err := probe.buildChain(repl, guards{}, noFetch); err != nil {
 		return at(nil, err) // what is left concerns the block as a whole
 	}
 	return nil

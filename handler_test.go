@@ -194,6 +194,28 @@ func TestProvisionPlaceholders(t *testing.T) {
 	}
 }
 
+// TestProductionOption: the `production` option applies the guards even
+// without ENVIRONMENT=production; a resource stands in for the audience.
+func TestProductionOption(t *testing.T) {
+	t.Setenv("ENVIRONMENT", "")
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{Config: Config{Production: true, StaticTokens: []StaticToken{{Token: "t", ClientID: "c"}}}}
+	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "DEVELOPMENT ONLY") {
+		t.Fatalf("production option with static tokens: %v", err)
+	}
+	pemText := mustPEM(t, testRSA)
+	h = &Handler{Config: Config{Production: true, KeyConfig: KeyConfig{PublicKey: pemText}}}
+	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "audience is required") {
+		t.Fatalf("production option without audience: %v", err)
+	}
+	h = &Handler{Config: Config{Production: true, KeyConfig: KeyConfig{PublicKey: pemText},
+		ProtectedResource: ProtectedResource{Resource: "https://mcp.example.com/mcp"}}}
+	if err := h.Provision(ctx); err != nil {
+		t.Fatalf("production option with a resource: %v", err)
+	}
+}
+
 func TestProvisionJWKSProductionGuards(t *testing.T) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
@@ -206,6 +228,11 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 		{"localhost jwks_uri", Config{KeyConfig: KeyConfig{JWKSURI: "https://localhost:8443/jwks"}}, "cannot use localhost URL"},
 		{"http discovery", Config{Issuers: []string{"http://idp.example.com"}, KeyConfig: KeyConfig{Discover: true}}, "discover: issuer: cannot use plain http URL"},
 		{"http in an issuer block", Config{IssuerConfigs: []IssuerConfig{{Issuer: "https://a", KeyConfig: KeyConfig{JWKSURI: "http://a/jwks"}}}}, "issuer https://a: jwks_uri: cannot use plain http URL"},
+		{"no audience", Config{KeyConfig: KeyConfig{JWKSURI: "https://idp.example.com/jwks"}}, "jwt: an audience is required in production"},
+		{"no audience in an issuer block", Config{IssuerConfigs: []IssuerConfig{{Issuer: "https://a", KeyConfig: KeyConfig{JWKSURI: "https://a/jwks"}}}}, "issuer https://a: jwt: an audience is required"},
+		{"introspection over http", Config{Audiences: []string{"x"}, Introspection: &IntrospectionConfig{URL: "http://as.example.com/introspect", ClientID: "c"}}, "introspection: url: cannot use plain http URL"},
+		{"introspection without audience", Config{Introspection: &IntrospectionConfig{URL: "https://as.example.com/introspect", ClientID: "c"}}, "introspection: an audience is required in production"},
+		{"static tokens", Config{StaticTokens: []StaticToken{{Token: "t", ClientID: "c"}}}, "DEVELOPMENT ONLY"},
 	}
 	t.Setenv("ENVIRONMENT", "production")
 	for _, tc := range cases {
@@ -215,15 +242,15 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want %q, got %v", tc.want, err)
 			}
-			if _, ok := pooledFor(tc.cfg.JWKSURI); ok != 0 {
+			_ = h.Cleanup() // Caddy calls it after a failed Provision
+			if c, _ := pooledFor(tc.cfg.JWKSURI); c != nil {
 				t.Fatal("a refused config left a pooled cache")
 			}
-			_ = h.Cleanup()
 		})
 	}
 	// A good https endpoint provisions without touching the network, and
 	// Cleanup releases it.
-	h := &Handler{Config: Config{KeyConfig: KeyConfig{JWKSURI: "https://idp.example.invalid/jwks"}}}
+	h := &Handler{Config: Config{KeyConfig: KeyConfig{JWKSURI: "https://idp.example.invalid/jwks"}, Audiences: []string{"mcp-api"}}}
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -135,8 +135,13 @@ type Config struct {
 	// backend. Default: false, the header is removed after verification.
 	ForwardToken bool `json:"forward_token,omitempty"`
 
-	// Fixed development tokens. Refused when ENVIRONMENT=production.
+	// Fixed development tokens. Refused in production.
 	StaticTokens []StaticToken `json:"static_tokens,omitempty"`
+
+	// Apply the production guards whatever ENVIRONMENT says: no static
+	// tokens, https and non-loopback endpoints only, an audience required.
+	// They also apply when ENVIRONMENT=production.
+	Production bool `json:"production,omitempty"`
 
 	// The protected MCP resource: RFC 9728 metadata and the
 	// resource_metadata URL of challenges.
@@ -277,7 +282,7 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
 	c.corsPreflight = cfg.CORSPreflight == nil || *cfg.CORSPreflight
 	c.resource = cfg.metadata()
-	chain, err := cfg.buildChain(caddy.NewReplacer(), verifiers.IsProduction(), sources{c.jwksSource, c.introspectionClient})
+	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient})
 	if err != nil {
 		return err
 	}
@@ -397,7 +402,7 @@ func (k KeyConfig) count() int {
 // buildChain turns the config into verifiers. repl resolves placeholders;
 // source supplies JWKS key sources. The Caddyfile parser calls it too, to
 // report bad values with their line.
-func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, src sources) (*verifiers.Chain, error) {
+func (cfg *Config) buildChain(repl *caddy.Replacer, g guards, src sources) (*verifiers.Chain, error) {
 	if cfg.TokenType != "" && len(cfg.IssuerConfigs)+cfg.KeyConfig.count() == 0 {
 		return nil, errors.New("token_type needs a JWT key source")
 	}
@@ -408,7 +413,7 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, src sources
 	}
 	var jwts []*verifiers.JWT
 	for _, p := range ps {
-		v, err := cfg.buildJWT(p, repl, production, src)
+		v, err := cfg.buildJWT(p, repl, g, src)
 		if err != nil {
 			return nil, err
 		}
@@ -426,14 +431,14 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, src sources
 		chain.JWT = b
 	}
 	if len(cfg.StaticTokens) > 0 {
-		s, err := cfg.buildStatic(repl, production)
+		s, err := cfg.buildStatic(repl, g)
 		if err != nil {
 			return nil, err
 		}
 		chain.Static = s
 	}
 	if cfg.Introspection != nil {
-		v, err := cfg.buildIntrospection(repl, production, src)
+		v, err := cfg.buildIntrospection(repl, g, src)
 		if err != nil {
 			return nil, fmt.Errorf("introspection: %w", err)
 		}
@@ -447,7 +452,7 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, production bool, src sources
 
 // buildIntrospection builds the introspection verifier; issuers and
 // audiences default to the top-level ones.
-func (cfg *Config) buildIntrospection(repl *caddy.Replacer, production bool, src sources) (*introspection.Verifier, error) {
+func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src sources) (*introspection.Verifier, error) {
 	ic := cfg.Introspection
 	opts := introspection.Options{
 		URL:              repl.ReplaceKnown(ic.URL, ""),
@@ -462,16 +467,20 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, production bool, src
 		opts.CacheTTL = time.Duration(*ic.CacheTTL)
 		opts.NoCache = opts.CacheTTL == 0
 	}
-	if err := verifiers.CheckURL(opts.URL, production); err != nil {
+	if err := g.endpoint("url", opts.URL); err != nil {
 		return nil, err
 	}
 	client, err := src.introspection(opts)
 	if err != nil {
 		return nil, err
 	}
+	auds := orList(ic.Audiences, cfg.audiences())
+	if err := g.audience("introspection", auds); err != nil {
+		return nil, err
+	}
 	rules := introspection.Rules{
 		Issuers:         replaceAll(repl, orList(ic.Issuers, cfg.Issuers)),
-		Audiences:       replaceAll(repl, orList(ic.Audiences, cfg.audiences())),
+		Audiences:       replaceAll(repl, auds),
 		RequireIssuer:   ic.RequireIssuer,
 		RequireAudience: ic.RequireAudience,
 		RequiredScopes:  ic.RequiredScopes,
@@ -483,7 +492,7 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, production bool, src
 	return client.Verifier(rules)
 }
 
-func (cfg *Config) buildStatic(repl *caddy.Replacer, production bool) (*verifiers.Static, error) {
+func (cfg *Config) buildStatic(repl *caddy.Replacer, g guards) (*verifiers.Static, error) {
 	tokens := make([]verifiers.StaticToken, len(cfg.StaticTokens))
 	for i, st := range cfg.StaticTokens {
 		tokens[i] = verifiers.StaticToken{
@@ -497,11 +506,14 @@ func (cfg *Config) buildStatic(repl *caddy.Replacer, production bool) (*verifier
 			tokens[i].ExpiresAt = time.Unix(st.ExpiresAt, 0)
 		}
 	}
-	return verifiers.NewStatic(tokens, production)
+	if err := g.static(); err != nil {
+		return nil, err
+	}
+	return verifiers.NewStatic(tokens, false)
 }
 
 // keySource builds a policy's key source.
-func (cfg *Config) keySource(p policy, repl *caddy.Replacer, production bool, src sources) (verifiers.KeySource, error) {
+func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sources) (verifiers.KeySource, error) {
 	k := p.keys
 	if k.count() > 1 {
 		return nil, errors.New("public_key, hmac_secret, jwks_uri and discover are mutually exclusive")
@@ -523,33 +535,36 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, production bool, sr
 	}
 	if k.JWKSURI != "" {
 		opts.URL = repl.ReplaceKnown(k.JWKSURI, "")
-		if err := verifiers.CheckURL(opts.URL, production); err != nil {
-			return nil, fmt.Errorf("jwks_uri: %w", err)
+		if err := g.endpoint("jwks_uri", opts.URL); err != nil {
+			return nil, err
 		}
 	} else {
 		if len(p.issuers) != 1 {
 			return nil, errors.New("discover needs exactly one issuer")
 		}
 		opts.Issuer = repl.ReplaceKnown(p.issuers[0], "")
-		if err := verifiers.CheckURL(opts.Issuer, production); err != nil {
-			return nil, fmt.Errorf("discover: issuer: %w", err)
+		if err := g.endpoint("discover: issuer", opts.Issuer); err != nil {
+			return nil, err
 		}
 	}
 	return src.jwks(opts)
 }
 
 // buildJWT builds a policy's verifier; errors of an issuer block name it.
-func (cfg *Config) buildJWT(p policy, repl *caddy.Replacer, production bool, src sources) (*verifiers.JWT, error) {
-	v, err := cfg.newJWT(p, repl, production, src)
+func (cfg *Config) buildJWT(p policy, repl *caddy.Replacer, g guards, src sources) (*verifiers.JWT, error) {
+	v, err := cfg.newJWT(p, repl, g, src)
 	if err != nil && p.block {
 		return nil, fmt.Errorf("issuer %s: %w", p.issuers[0], err)
 	}
 	return v, err
 }
 
-func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, production bool, src sources) (*verifiers.JWT, error) {
-	keys, err := cfg.keySource(p, repl, production, src)
+func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources) (*verifiers.JWT, error) {
+	keys, err := cfg.keySource(p, repl, g, src)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.audience("jwt", p.audiences); err != nil {
 		return nil, err
 	}
 	skew := verifiers.DefaultClockSkew

@@ -1,0 +1,50 @@
+package mcptoken
+
+import (
+	"fmt"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+)
+
+// guards are the production rules, all in this one place. They apply when
+// ENVIRONMENT=production or the `production` option is set:
+//   - static (development) tokens are refused;
+//   - JWKS, discovery and introspection URLs must be https and not loopback;
+//   - every JWT policy and introspection must name an audience (or a
+//     resource, which is then the audience): without one, a token minted
+//     for any other service of the same issuer would be accepted.
+//
+// The rules that hold in every environment are enforced by the verifiers
+// themselves: HMAC secret lengths, the 120 s clock-skew cap, no algorithm
+// confusion, no "none".
+type guards struct{ production bool }
+
+// guardsFor returns the guards for cfg: production when the option or
+// ENVIRONMENT=production says so.
+func guardsFor(cfg *Config) guards {
+	return guards{production: cfg.Production || verifiers.IsProduction()}
+}
+
+// endpoint checks a remote endpoint's URL.
+func (g guards) endpoint(what, u string) error {
+	if err := verifiers.CheckURL(u, g.production); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// audience refuses a policy without an audience in production.
+func (g guards) audience(what string, audiences []string) error {
+	if g.production && len(audiences) == 0 {
+		return fmt.Errorf("%s: an audience is required in production (set audience, or resource); otherwise tokens issued for any service are accepted", what)
+	}
+	return nil
+}
+
+// static refuses development tokens in production.
+func (g guards) static() error {
+	if g.production {
+		return verifiers.ErrStaticInProduction
+	}
+	return nil
+}
