@@ -102,6 +102,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    token_type      at+jwt
 //	    forward_token
 //	    production
+//	    rate_limit      <max_attempts> <window> | off
 //	    static_token    <token> <client_id> [<scope>...]
 //	    introspection <url> {
 //	        client_id          <id>
@@ -210,6 +211,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				c.TokenType = "at+jwt"
 			}
+		case "rate_limit":
+			err = c.parseRateLimit(d)
 		case "production":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -237,6 +240,28 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return c.checkParsed(&p)
+}
+
+// parseRateLimit reads `rate_limit <max_attempts> <window>` or `rate_limit off`.
+func (c *Config) parseRateLimit(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		c.RateLimit = &RateLimitConfig{Disabled: true}
+		return nil
+	case len(args) != 2:
+		return d.Errf("rate_limit: want <max_attempts> <window> (for example 10 60s) or off")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return d.Errf("rate_limit: max_attempts %q is not a positive number", args[0])
+	}
+	win, err := caddy.ParseDuration(args[1])
+	if err != nil || win <= 0 {
+		return d.Errf("rate_limit: window %q is not a positive duration (for example 60s)", args[1])
+	}
+	c.RateLimit = &RateLimitConfig{MaxAttempts: n, Window: caddy.Duration(win)}
+	return nil
 }
 
 // parseScopeRule reads `<name> <scope>...` into rules.

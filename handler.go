@@ -2,9 +2,13 @@ package mcptoken
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
+	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -80,8 +84,18 @@ func (c *core) check(r *http.Request) (*verifiers.AccessToken, error) {
 	if r.URL.Query().Has("access_token") {
 		return nil, fmt.Errorf("%w", verifiers.ErrTokenInQuery)
 	}
+	var addr string
+	if c.limiter != nil {
+		addr = clientAddress(r)
+		if limited, retry := c.limiter.Limited(addr); limited {
+			return nil, &rateLimitError{retry: retry}
+		}
+	}
 	tok, err := c.authenticate(r)
 	if err != nil {
+		if c.limiter != nil && countsAsFailure(err) {
+			c.limiter.Fail(addr)
+		}
 		return tok, err
 	}
 	needed, err := c.inspect(r)
@@ -94,6 +108,32 @@ func (c *core) check(r *http.Request) (*verifiers.AccessToken, error) {
 		}
 	}
 	return tok, nil
+}
+
+// countsAsFailure: a presented token refused as invalid. A missing token
+// (MCP discovery starts that way), a missing scope and a technical failure
+// do not count.
+func countsAsFailure(err error) bool {
+	out := verifiers.Classify(err)
+	return out.Status == http.StatusUnauthorized && out.Code == "invalid_token"
+}
+
+// rateLimitError is ErrRateLimited with the time to wait.
+type rateLimitError struct{ retry time.Duration }
+
+func (e *rateLimitError) Error() string        { return fmt.Sprintf("rate limited for %s", e.retry) }
+func (e *rateLimitError) Is(target error) bool { return target == verifiers.ErrRateLimited }
+
+// clientAddress is Caddy's client IP (which honours trusted_proxies), else
+// the connection's remote address.
+func clientAddress(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // isPreflight reports a CORS preflight request.
@@ -118,6 +158,11 @@ func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
 		hdr.Set("WWW-Authenticate", c.challenge(r, err))
 	case out.Status == http.StatusServiceUnavailable:
 		hdr.Set("Retry-After", strconv.Itoa(5))
+	case out.Status == http.StatusTooManyRequests:
+		var rl *rateLimitError
+		if errors.As(err, &rl) {
+			hdr.Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.retry.Seconds()))))
+		}
 	}
 	if r.Header.Get("Origin") != "" {
 		// Browser clients must be able to read the challenge.

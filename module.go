@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -25,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/limiter"
 	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
@@ -138,6 +140,10 @@ type Config struct {
 	// Fixed development tokens. Refused in production.
 	StaticTokens []StaticToken `json:"static_tokens,omitempty"`
 
+	// Failed-attempt rate limiting per client address (Caddy's client IP,
+	// which honours trusted_proxies). Default: on, 10 failures per 60s.
+	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
+
 	// Apply the production guards whatever ENVIRONMENT says: no static
 	// tokens, https and non-loopback endpoints only, an audience required.
 	// They also apply when ENVIRONMENT=production.
@@ -168,6 +174,24 @@ type Config struct {
 	// (RFC 7662). With JWT key sources configured too, a token shaped like
 	// a JWS goes to JWT verification and any other token to introspection.
 	Introspection *IntrospectionConfig `json:"introspection,omitempty"`
+}
+
+// RateLimitConfig limits failed authentication attempts per client
+// address. Only failures count (a token refused as invalid, expired, badly
+// signed, for another audience...; not a missing token, a missing scope or
+// a technical failure), so a client that never fails is never limited.
+// Over the limit the handler answers 429 with Retry-After before any
+// signature check or introspection call. State survives config reloads.
+type RateLimitConfig struct {
+	// Turn rate limiting off.
+	Disabled bool `json:"disabled,omitempty"`
+	// Failures allowed per window. Default: 10.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// The window, starting at an address's first failure. Default: 60s.
+	Window caddy.Duration `json:"window,omitempty"`
+	// Most addresses tracked at once (least recently seen forgotten
+	// first). Default: 10000.
+	MaxAddresses int `json:"max_addresses,omitempty"`
 }
 
 // IntrospectionConfig configures RFC 7662 token introspection.
@@ -241,6 +265,7 @@ type core struct {
 	maxBody        int64
 	corsPreflight  bool
 	resource       ProtectedResource
+	limiter        *limiter.Limiter // nil when rate limiting is off
 	logger         *zap.Logger
 	pooled         []pooledRef // the shared caches this config holds
 }
@@ -271,6 +296,39 @@ type pooledClient struct{ *introspection.Client }
 
 func (pooledClient) Destruct() error { return nil }
 
+// limiterPool holds failed-attempt limiters, keyed by their settings and
+// the configuration they protect, so a reload keeps the counts.
+var limiterPool = caddy.NewUsagePool()
+
+type pooledLimiter struct{ *limiter.Limiter }
+
+func (pooledLimiter) Destruct() error { return nil }
+
+// rateLimiter takes the shared limiter for cfg from the pool; nil when off.
+func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
+	rl := RateLimitConfig{}
+	if cfg.RateLimit != nil {
+		rl = *cfg.RateLimit
+	}
+	if rl.Disabled {
+		return nil, nil
+	}
+	identity, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(identity)
+	key := fmt.Sprintf("max=%d window=%s addrs=%d config=%x", rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses, sum[:8])
+	val, _, err := limiterPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledLimiter{limiter.New(rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses)}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.pooled = append(c.pooled, pooledRef{limiterPool, key})
+	return val.(pooledLimiter).Limiter, nil
+}
+
 // provision builds the verifier chain into c. Placeholders in key material
 // and tokens are resolved once, here. c.release undoes what it acquired,
 // also when provisioning fails.
@@ -282,6 +340,11 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
 	c.corsPreflight = cfg.CORSPreflight == nil || *cfg.CORSPreflight
 	c.resource = cfg.metadata()
+	lim, err := c.rateLimiter(cfg)
+	if err != nil {
+		return err
+	}
+	c.limiter = lim
 	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient})
 	if err != nil {
 		return err
