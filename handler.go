@@ -64,7 +64,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if c.corsPreflight && isPreflight(r) {
 		return next.ServeHTTP(w, r)
 	}
-	tok, err := c.check(r)
+	tok, kind, took, err := c.check(r)
+	c.metrics.observe(kind, err, took > 0, took)
 	if err != nil {
 		c.refuse(w, r, err)
 		return nil
@@ -80,34 +81,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // check runs every rule on the request: no token in the query, a valid
 // bearer token, then the scopes this request needs (global, per method,
 // per tool) with the MCP headers agreeing with the body.
-func (c *core) check(r *http.Request) (*verifiers.AccessToken, error) {
+func (c *core) check(r *http.Request) (*verifiers.AccessToken, string, time.Duration, error) {
 	if r.URL.Query().Has("access_token") {
-		return nil, fmt.Errorf("%w", verifiers.ErrTokenInQuery)
+		return nil, verifiers.KindNone, 0, fmt.Errorf("%w", verifiers.ErrTokenInQuery)
 	}
 	var addr string
 	if c.limiter != nil {
 		addr = clientAddress(r)
 		if limited, retry := c.limiter.Limited(addr); limited {
-			return nil, &rateLimitError{retry: retry}
+			return nil, verifiers.KindNone, 0, &rateLimitError{retry: retry}
 		}
 	}
-	tok, err := c.authenticate(r)
+	tok, kind, took, err := c.authenticate(r)
 	if err != nil {
 		if c.limiter != nil && countsAsFailure(err) {
 			c.limiter.Fail(addr)
 		}
-		return tok, err
+		return tok, kind, took, err
 	}
 	needed, err := c.inspect(r)
-	if err != nil {
-		return tok, err
+	if err == nil && len(needed) > len(c.requiredScopes) {
+		err = verifiers.RequireScopes(tok, needed)
 	}
-	if len(needed) > len(c.requiredScopes) {
-		if err := verifiers.RequireScopes(tok, needed); err != nil {
-			return tok, err
-		}
-	}
-	return tok, nil
+	return tok, kind, took, err
 }
 
 // countsAsFailure: a presented token refused as invalid. A missing token

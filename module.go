@@ -272,6 +272,7 @@ type core struct {
 	corsPreflight  bool
 	resource       ProtectedResource
 	limiter        *limiter.Limiter // nil when rate limiting is off
+	metrics        *metrics         // nil without a metrics registry
 	logger         *zap.Logger
 	pooled         []pooledRef // the shared caches this config holds
 }
@@ -347,6 +348,9 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		cfg = &eff
 	}
 	c.logger = ctx.Logger()
+	if err := c.provisionMetrics(ctx); err != nil {
+		return err
+	}
 	c.requiredScopes = cfg.RequiredScopes
 	c.forwardToken = cfg.ForwardToken
 	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes}
@@ -777,23 +781,34 @@ func isB64Token(s string) bool {
 }
 
 // authenticate verifies the request's bearer token. On success the
-// Authorization header is removed unless forward_token is set.
-func (c *core) authenticate(r *http.Request) (*verifiers.AccessToken, error) {
+// Authorization header is removed unless forward_token is set. It reports
+// which verifier judged the token and how long that took (0 when none ran).
+func (c *core) authenticate(r *http.Request) (*verifiers.AccessToken, string, time.Duration, error) {
 	token, err := bearerToken(r)
-	if err == nil {
-		var tok *verifiers.AccessToken
-		tok, err = c.verifier.Verify(r.Context(), token)
-		if err == nil {
-			if !c.forwardToken {
-				r.Header.Del("Authorization")
-			}
-			return tok, nil
-		}
-		c.logRejection(err, token, tok)
-		return tok, err
+	if err != nil {
+		c.logRejection(err, "", nil)
+		return nil, verifiers.KindNone, 0, err
 	}
-	c.logRejection(err, "", nil)
-	return nil, err
+	start := time.Now()
+	tok, kind, err := c.verify(r, token)
+	took := time.Since(start)
+	if err != nil {
+		c.logRejection(err, token, tok)
+		return tok, kind, took, err
+	}
+	if !c.forwardToken {
+		r.Header.Del("Authorization")
+	}
+	return tok, kind, took, nil
+}
+
+// verify runs the verifier, with its kind when it is a chain.
+func (c *core) verify(r *http.Request, token string) (*verifiers.AccessToken, string, error) {
+	if chain, ok := c.verifier.(*verifiers.Chain); ok {
+		return chain.VerifyKind(r.Context(), token)
+	}
+	tok, err := c.verifier.Verify(r.Context(), token)
+	return tok, verifiers.KindNone, err
 }
 
 func (c *core) logRejection(err error, token string, tok *verifiers.AccessToken) {
@@ -902,7 +917,8 @@ func (a *Authenticator) Cleanup() error {
 // is (User{}, false, nil) with a WWW-Authenticate challenge; an error is
 // returned only for a technical failure.
 func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauth.User, bool, error) {
-	tok, err := a.core.authenticate(r)
+	tok, kind, took, err := a.core.authenticate(r)
+	a.core.metrics.observe(kind, err, took > 0, took)
 	if err == nil {
 		return caddyauth.User{ID: tok.ClientID, Metadata: userMetadata(tok)}, true, nil
 	}

@@ -57,10 +57,11 @@ type Options struct {
 	Logger *zap.Logger
 }
 
-// Stats counts a cache's fetches.
+// Stats counts a cache's work.
 type Stats struct {
-	Fetches  int64 // HTTP fetches attempted (JWKS and discovery)
-	Failures int64 // fetches that did not produce a new key set
+	Fetches   int64 // HTTP requests made (JWKS and discovery)
+	Refreshes int64 // key-set refreshes attempted
+	Failures  int64 // refreshes that did not produce a new key set
 }
 
 // Cache is a JWKS key source: it fetches a key set in the background,
@@ -80,9 +81,10 @@ type Cache struct {
 	jwksURL     string // resolved by discovery
 	lastDropped string
 
-	streak   *streak.Logger
-	fetches  atomic.Int64
-	failures atomic.Int64
+	streak    *streak.Logger
+	fetches   atomic.Int64
+	refreshes atomic.Int64
+	failures  atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -148,7 +150,7 @@ func (c *Cache) Ready() bool { return c.set.Load() != nil }
 
 // Stats returns the fetch counters.
 func (c *Cache) Stats() Stats {
-	return Stats{Fetches: c.fetches.Load(), Failures: c.failures.Load()}
+	return Stats{Fetches: c.fetches.Load(), Refreshes: c.refreshes.Load(), Failures: c.failures.Load()}
 }
 
 func (c *Cache) run() {
@@ -204,6 +206,7 @@ func (c *Cache) refresh(ctx context.Context) error {
 }
 
 func (c *Cache) fetchAndStore(ctx context.Context) error {
+	c.refreshes.Add(1)
 	err := c.fetchSet(ctx)
 	if err != nil {
 		c.failures.Add(1)

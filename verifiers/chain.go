@@ -24,29 +24,48 @@ type Chain struct {
 	RequiredScopes []string
 }
 
+// Verifier kinds reported by VerifyKind.
+const (
+	KindStatic        = "static"
+	KindJWT           = "jwt"
+	KindIntrospection = "introspection"
+	KindNone          = "none"
+)
+
 // Verify implements Verifier.
 func (c *Chain) Verify(ctx context.Context, token string) (*AccessToken, error) {
-	tok, err := c.route(ctx, token)
-	if err != nil {
-		return tok, err
-	}
-	if err := RequireScopes(tok, c.RequiredScopes); err != nil {
-		return tok, err
-	}
-	return tok, nil
+	tok, _, err := c.VerifyKind(ctx, token)
+	return tok, err
 }
 
-func (c *Chain) route(ctx context.Context, token string) (*AccessToken, error) {
+// VerifyKind verifies like Verify and also says which verifier judged the
+// token (for metrics and logs).
+func (c *Chain) VerifyKind(ctx context.Context, token string) (*AccessToken, string, error) {
+	v, kind := c.route(token)
+	if v == nil {
+		return nil, kind, fmt.Errorf("%w: unknown token", ErrInactive)
+	}
+	tok, err := v.Verify(ctx, token)
+	if err != nil {
+		return tok, kind, err
+	}
+	if err := RequireScopes(tok, c.RequiredScopes); err != nil {
+		return tok, kind, err
+	}
+	return tok, kind, nil
+}
+
+func (c *Chain) route(token string) (Verifier, string) {
 	if c.Static != nil && c.Static.Has(token) {
-		return c.Static.Verify(ctx, token)
+		return c.Static, KindStatic
 	}
 	switch {
 	case c.JWT != nil && (c.Opaque == nil || LooksLikeJWS(token)):
-		return c.JWT.Verify(ctx, token)
+		return c.JWT, KindJWT
 	case c.Opaque != nil:
-		return c.Opaque.Verify(ctx, token)
+		return c.Opaque, KindIntrospection
 	}
-	return nil, fmt.Errorf("%w: unknown token", ErrInactive)
+	return nil, KindNone
 }
 
 // LooksLikeJWS reports whether token has the shape of a JWS compact
