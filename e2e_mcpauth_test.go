@@ -295,6 +295,7 @@ func TestE2ETypeScriptClient(t *testing.T) {
 	mcpAuthSite(t, key, other, backend)
 
 	tok := key.MustToken(devtools.TokenOptions{Issuer: "http://127.0.0.1:9/issuer", Scopes: []string{"mcp:read"}, Claims: map[string]any{"client_id": "ts-client"}})
+	remember(tok)
 	res := testpeers.RunTSClient(t, e2eBase+"/mcp", tok)
 	if res.Error != "" || !strings.Contains(strings.Join(res.Tools, ","), "echo") || !strings.Contains(string(res.Echo), "from typescript") {
 		t.Fatalf("TypeScript client with a token: %+v", res)

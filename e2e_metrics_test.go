@@ -64,6 +64,7 @@ http://localhost:9080 {
 	base := scrape(t)
 
 	send := func(token string, want int) {
+		remember(token)
 		req, _ := http.NewRequest(http.MethodPost, e2eBase+"/mcp", strings.NewReader(toolsList))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)

@@ -34,6 +34,7 @@ http://localhost:9080 {
 	good := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}, Claims: map[string]any{"client_id": "rl"}})
 	bad := devtools.MustGenerateKey("ES256").MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}})
 	do := func(from, token string) *http.Response {
+		remember(token)
 		req, _ := http.NewRequest(http.MethodPost, e2eBase+"/mcp", strings.NewReader(toolsList))
 		req.Header.Set("X-Forwarded-For", from)
 		if token != "" {

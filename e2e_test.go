@@ -46,15 +46,18 @@ func startCaddy(t *testing.T, cfg, adapter string) *caddytest.Tester {
 	return tc
 }
 
-// caddyGlobal is the global options block every e2e config starts with.
-const caddyGlobal = `{
+// caddyGlobal is the global options block every e2e config starts with:
+// every log line, down to DEBUG, goes to the file that TestMain scans for
+// tokens and secrets (see leak_test.go).
+var caddyGlobal = `{
 	admin localhost:2999
 	http_port 9080
 	https_port 9443
 	grace_period 1ns
 	skip_install_trust
 	log {
-		level WARN
+		output file ` + caddyLogFile + `
+		level DEBUG
 	}
 }
 `
@@ -125,6 +128,7 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func connect(ctx context.Context, endpoint, token string) (*mcp.ClientSession, error) {
+	remember(token)
 	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-client", Version: "1.0.0"}, nil)
 	return client.Connect(ctx, &mcp.StreamableClientTransport{
 		Endpoint:             endpoint,
@@ -150,6 +154,7 @@ func structured(t *testing.T, res *mcp.CallToolResult, into any) {
 
 func post(t *testing.T, url, token, body string) (*http.Response, string) {
 	t.Helper()
+	remember(token)
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -291,7 +296,7 @@ func TestE2EProviderJSON(t *testing.T) {
 	pub, _ := json.Marshal(mustPEM(t, key))
 	cfg := fmt.Sprintf(`{
 	"admin": {"listen": "localhost:2999"},
-	"logging": {"logs": {"default": {"level": "WARN"}}},
+	"logging": {"logs": {"default": {"level": "DEBUG", "writer": {"output": "file", "filename": %q}}}},
 	"apps": {"http": {"http_port": 9080, "servers": {"srv0": {
 		"listen": [":9080"],
 		"automatic_https": {"disable": true},
@@ -302,7 +307,7 @@ func TestE2EProviderJSON(t *testing.T) {
 			{"handler": "reverse_proxy", "upstreams": [{"dial": %q}]}
 		]}]
 	}}}}
-}`, pub, addr)
+}`, caddyLogFile, pub, addr)
 	startCaddy(t, cfg, "json")
 
 	good := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}, Scopes: []string{"mcp:read"}, Claims: map[string]any{"client_id": "json-client"}})
