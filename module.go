@@ -9,6 +9,7 @@ package mcptoken
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -802,12 +803,17 @@ func (c *core) authenticate(r *http.Request) (*verifiers.AccessToken, string, ti
 	return tok, kind, took, nil
 }
 
-// verify runs the verifier, with its kind when it is a chain.
+// verify runs the verifier, with its kind when it is a chain. r may be
+// nil (the CLI).
 func (c *core) verify(r *http.Request, token string) (*verifiers.AccessToken, string, error) {
-	if chain, ok := c.verifier.(*verifiers.Chain); ok {
-		return chain.VerifyKind(r.Context(), token)
+	ctx := context.Background()
+	if r != nil {
+		ctx = r.Context()
 	}
-	tok, err := c.verifier.Verify(r.Context(), token)
+	if chain, ok := c.verifier.(*verifiers.Chain); ok {
+		return chain.VerifyKind(ctx, token)
+	}
+	tok, err := c.verifier.Verify(ctx, token)
 	return tok, verifiers.KindNone, err
 }
 

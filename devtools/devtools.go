@@ -68,8 +68,11 @@ func GenerateKey(alg string, bits int, kid string) (*KeyPair, error) {
 		if n == 0 {
 			return nil, fmt.Errorf("unsupported algorithm %q", alg)
 		}
-		secret := make([]byte, n)
-		if _, err = rand.Read(secret); err == nil {
+		// A printable secret (base64url of n random bytes), so the same
+		// text works in hmac_secret and in a key file.
+		raw := make([]byte, n)
+		if _, err = rand.Read(raw); err == nil {
+			secret := []byte(base64.RawURLEncoding.EncodeToString(raw))
 			kp.Private, kp.Public = secret, secret
 		}
 	default:
@@ -92,6 +95,9 @@ func MustGenerateKey(alg string) *KeyPair {
 	}
 	return kp
 }
+
+// Thumbprint is the kid GenerateKey derives from a public key.
+func Thumbprint(kp *KeyPair) string { return kp.thumbprint() }
 
 func (kp *KeyPair) thumbprint() string {
 	var der []byte
@@ -118,10 +124,10 @@ func (kp *KeyPair) PublicPEM() (string, error) {
 }
 
 // PrivatePEM is the PKCS#8 "PRIVATE KEY" PEM of the signing key (for HMAC,
-// the base64url secret on one line).
+// the secret itself on one line).
 func (kp *KeyPair) PrivatePEM() (string, error) {
 	if s, ok := kp.Private.([]byte); ok {
-		return base64.RawURLEncoding.EncodeToString(s) + "\n", nil
+		return string(s) + "\n", nil
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(kp.Private)
 	if err != nil {
