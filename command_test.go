@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -87,10 +88,13 @@ func TestCLIInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"WARNING: decoded only; the signature and claims were NOT verified.", `"alg": "ES256"`, `"kid": "k-1"`, `"typ": "at+jwt"`,
-		`"iss": "https://iss.example"`, `"sub": "alice"`, "exp: ", "(in 1h59m", "iat: "} {
+		`"iss": "https://iss.example"`, `"sub": "alice"`, "exp: ", "iat: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}
+	}
+	if !regexp.MustCompile(`exp: \S+ \(in (1h59m\d+s|2h0m0s)\)`).MatchString(out) {
+		t.Errorf("inspect does not show exp in human form:\n%s", out)
 	}
 	if _, err := runCLI(t, "inspect", "not-a-token"); err == nil {
 		t.Error("inspect accepted garbage")
