@@ -294,16 +294,15 @@ func checkHeader(h map[string]any, wantType string) error {
 }
 
 func (v *JWT) checkClaims(claims jwt.MapClaims, kid string) (*AccessToken, error) {
-	if len(v.cfg.Issuers) > 0 {
-		iss, _ := claims["iss"].(string)
-		if !slices.Contains(v.cfg.Issuers, iss) {
-			return nil, fmt.Errorf("%w: %q", ErrBadIssuer, iss)
-		}
-	}
+	// The signature is verified: the identity is returned with a refusal
+	// too, for the rejection log line.
 	tok := FromClaims(claims)
 	tok.KeyID = kid
+	if len(v.cfg.Issuers) > 0 && !slices.Contains(v.cfg.Issuers, tok.Issuer) {
+		return tok, fmt.Errorf("%w: %q", ErrBadIssuer, tok.Issuer)
+	}
 	if len(v.cfg.Audiences) > 0 && !MatchAudience(tok.Audience, v.cfg.Audiences) {
-		return nil, fmt.Errorf("%w: %q", ErrBadAudience, tok.Audience)
+		return tok, fmt.Errorf("%w: %q", ErrBadAudience, tok.Audience)
 	}
 	if err := RequireScopes(tok, v.cfg.RequiredScopes); err != nil {
 		return tok, err
