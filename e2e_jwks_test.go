@@ -17,7 +17,7 @@ func pooledFor(url string) (*jwks.Cache, int) {
 	var refs int
 	jwksPool.Range(func(key, value any) bool {
 		if strings.Contains(key.(string), "url="+url+" ") {
-			found = value.(pooledCache).Cache
+			found = value.(pooled[*jwks.Cache]).value
 			refs, _ = jwksPool.References(key)
 			return false
 		}

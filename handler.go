@@ -29,8 +29,7 @@ func init() {
 // malformed Authorization header, and 503 when the token cannot be checked
 // (never a pass, never a 401).
 type Handler struct {
-	Config
-	core *core
+	module
 }
 
 // CaddyModule returns the Caddy module information.
@@ -39,23 +38,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.handlers.mcp_token",
 		New: func() caddy.Module { return new(Handler) },
 	}
-}
-
-// Provision builds the verifiers.
-func (h *Handler) Provision(ctx caddy.Context) error {
-	h.core = new(core)
-	if err := h.provision(ctx, h.core); err != nil {
-		return fmt.Errorf("mcp_token: %w", err)
-	}
-	return nil
-}
-
-// Cleanup releases the shared JWKS caches.
-func (h *Handler) Cleanup() error {
-	if h.core == nil {
-		return nil
-	}
-	return h.core.release()
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

@@ -23,8 +23,8 @@ func BenchmarkHandler(b *testing.B) {
 	pemText, _ := kp.PublicPEM()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	h := &Handler{Config: Config{KeyConfig: KeyConfig{PublicKey: pemText}, Audiences: []string{"bench"},
-		RequiredScopes: []string{"mcp:read"}, ToolScopes: map[string][]string{"deploy": {"deploy:write"}}}}
+	h := &Handler{module{Config: Config{KeyConfig: KeyConfig{PublicKey: pemText}, Audiences: []string{"bench"},
+		RequiredScopes: []string{"mcp:read"}, ToolScopes: map[string][]string{"deploy": {"deploy:write"}}}}}
 	if err := h.Provision(ctx); err != nil {
 		b.Fatal(err)
 	}

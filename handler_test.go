@@ -58,7 +58,7 @@ func TestHandlerOutcomes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &Handler{core: &core{verifier: tc.verifier, logger: zap.NewNop(), corsPreflight: true, maxBody: DefaultMaxBody}}
+			h := &Handler{module{core: &core{verifier: tc.verifier, logger: zap.NewNop(), corsPreflight: true, maxBody: DefaultMaxBody}}}
 			r := newRequest(tc.auth...)
 			w := httptest.NewRecorder()
 			nextCalled := false
@@ -124,7 +124,7 @@ func TestProviderAuthenticate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &Authenticator{core: &core{verifier: tc.v, logger: zap.NewNop(), maxBody: DefaultMaxBody}}
+			a := &Authenticator{module{core: &core{verifier: tc.v, logger: zap.NewNop(), maxBody: DefaultMaxBody}}}
 			var r *http.Request
 			if tc.auth != "" {
 				r = newRequest(tc.auth)
@@ -157,7 +157,7 @@ func TestProvisionProduction(t *testing.T) {
 	t.Setenv("ENVIRONMENT", "production")
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	h := &Handler{Config: Config{StaticTokens: []StaticToken{{Token: "dev", ClientID: "c"}}}}
+	h := &Handler{module{Config: Config{StaticTokens: []StaticToken{{Token: "dev", ClientID: "c"}}}}}
 	err := h.Provision(ctx)
 	if err == nil || !strings.Contains(err.Error(), "DEVELOPMENT ONLY") {
 		t.Fatalf("static tokens under ENVIRONMENT=production: %v", err)
@@ -174,10 +174,10 @@ func TestProvisionPlaceholders(t *testing.T) {
 	t.Setenv("E2E_DEV_TOKEN", "from-env-token")
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	h := &Handler{Config: Config{
+	h := &Handler{module{Config: Config{
 		KeyConfig:    KeyConfig{HMACSecret: "{env.E2E_HMAC_SECRET}"},
 		StaticTokens: []StaticToken{{Token: "{env.E2E_DEV_TOKEN}", ClientID: "c"}},
-	}}
+	}}}
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -200,17 +200,17 @@ func TestProductionOption(t *testing.T) {
 	t.Setenv("ENVIRONMENT", "")
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	h := &Handler{Config: Config{Production: true, StaticTokens: []StaticToken{{Token: "t", ClientID: "c"}}}}
+	h := &Handler{module{Config: Config{Production: true, StaticTokens: []StaticToken{{Token: "t", ClientID: "c"}}}}}
 	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "DEVELOPMENT ONLY") {
 		t.Fatalf("production option with static tokens: %v", err)
 	}
 	pemText := mustPEM(t, testRSA)
-	h = &Handler{Config: Config{Production: true, KeyConfig: KeyConfig{PublicKey: pemText}}}
+	h = &Handler{module{Config: Config{Production: true, KeyConfig: KeyConfig{PublicKey: pemText}}}}
 	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "audience is required") {
 		t.Fatalf("production option without audience: %v", err)
 	}
-	h = &Handler{Config: Config{Production: true, KeyConfig: KeyConfig{PublicKey: pemText},
-		ProtectedResource: ProtectedResource{Resource: "https://mcp.example.com/mcp"}}}
+	h = &Handler{module{Config: Config{Production: true, KeyConfig: KeyConfig{PublicKey: pemText},
+		ProtectedResource: ProtectedResource{Resource: "https://mcp.example.com/mcp"}}}}
 	if err := h.Provision(ctx); err != nil {
 		t.Fatalf("production option with a resource: %v", err)
 	}
@@ -237,7 +237,7 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 	t.Setenv("ENVIRONMENT", "production")
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &Handler{Config: tc.cfg}
+			h := &Handler{module{Config: tc.cfg}}
 			err := h.Provision(ctx)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want %q, got %v", tc.want, err)
@@ -250,7 +250,7 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 	}
 	// A good https endpoint provisions without touching the network, and
 	// Cleanup releases it.
-	h := &Handler{Config: Config{KeyConfig: KeyConfig{JWKSURI: "https://idp.example.invalid/jwks"}, Audiences: []string{"mcp-api"}}}
+	h := &Handler{module{Config: Config{KeyConfig: KeyConfig{JWKSURI: "https://idp.example.invalid/jwks"}, Audiences: []string{"mcp-api"}}}}
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}

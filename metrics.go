@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcptoken/caddy-mcp-token/introspection"
+	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -94,15 +96,13 @@ func (poolCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (poolCollector) Collect(ch chan<- prometheus.Metric) {
 	var refreshes, failures, fetches, calls, callFailures, hits int64
-	jwksPool.Range(func(_, v any) bool {
-		s := v.(pooledCache).Stats()
+	rangePool(jwksPool, func(c *jwks.Cache) {
+		s := c.Stats()
 		refreshes, failures, fetches = refreshes+s.Refreshes, failures+s.Failures, fetches+s.Fetches
-		return true
 	})
-	introspectionPool.Range(func(_, v any) bool {
-		s := v.(pooledClient).Stats()
+	rangePool(introspectionPool, func(c *introspection.Client) {
+		s := c.Stats()
 		calls, callFailures, hits = calls+s.Calls, callFailures+s.Failures, hits+s.CacheHits
-		return true
 	})
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)

@@ -289,28 +289,55 @@ type pooledRef struct {
 // one refresh goroutine; the last Cleanup stops it.
 var jwksPool = caddy.NewUsagePool()
 
-type pooledCache struct{ *jwks.Cache }
-
-func (p pooledCache) Destruct() error {
-	p.Close()
-	return nil
-}
-
 // introspectionPool holds introspection clients (and their caches), keyed
 // by endpoint, credentials and cache settings, so reloads keep the cache.
 var introspectionPool = caddy.NewUsagePool()
-
-type pooledClient struct{ *introspection.Client }
-
-func (pooledClient) Destruct() error { return nil }
 
 // limiterPool holds failed-attempt limiters, keyed by their settings and
 // the configuration they protect, so a reload keeps the counts.
 var limiterPool = caddy.NewUsagePool()
 
-type pooledLimiter struct{ *limiter.Limiter }
+// pooled is a value in one of the pools; stop, if any, runs when the last
+// configuration using it is cleaned up.
+type pooled[T any] struct {
+	value T
+	stop  func()
+}
 
-func (pooledLimiter) Destruct() error { return nil }
+func (p pooled[T]) Destruct() error {
+	if p.stop != nil {
+		p.stop()
+	}
+	return nil
+}
+
+// acquire takes the value for key from pool, making it with create if no
+// configuration holds it yet, and records it for c.release.
+func acquire[T any](c *core, pool *caddy.UsagePool, key string, create func() (T, func(), error)) (T, error) {
+	val, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		v, stop, err := create()
+		if err != nil {
+			return nil, err
+		}
+		return pooled[T]{v, stop}, nil
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	c.pooled = append(c.pooled, pooledRef{pool, key})
+	return val.(pooled[T]).value, nil
+}
+
+// rangePool calls f with every value of type T in pool.
+func rangePool[T any](pool *caddy.UsagePool, f func(T)) {
+	pool.Range(func(_, v any) bool {
+		if p, ok := v.(pooled[T]); ok {
+			f(p.value)
+		}
+		return true
+	})
+}
 
 // rateLimiter takes the shared limiter for cfg from the pool; nil when off.
 func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
@@ -327,14 +354,9 @@ func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
 	}
 	sum := sha256.Sum256(identity)
 	key := fmt.Sprintf("max=%d window=%s addrs=%d config=%x", rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses, sum[:8])
-	val, _, err := limiterPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooledLimiter{limiter.New(rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses)}, nil
+	return acquire(c, limiterPool, key, func() (*limiter.Limiter, func(), error) {
+		return limiter.New(rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses), nil, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	c.pooled = append(c.pooled, pooledRef{limiterPool, key})
-	return val.(pooledLimiter).Limiter, nil
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
@@ -395,18 +417,13 @@ func (c *core) jwksSource(opts jwks.Options) (verifiers.KeySource, error) {
 	key := fmt.Sprintf("url=%s discover=%s ttl=%s timeout=%s throttle=%s",
 		opts.URL, opts.Issuer, opts.RefreshInterval, opts.Timeout, opts.Throttle)
 	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.jwks")
-	val, _, err := jwksPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+	return acquire(c, jwksPool, key, func() (*jwks.Cache, func(), error) {
 		cache, err := jwks.New(opts)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return pooledCache{cache}, nil
+		return cache, cache.Close, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	c.pooled = append(c.pooled, pooledRef{jwksPool, key})
-	return val.(pooledCache).Cache, nil
 }
 
 // introspectionClient takes the shared client for opts from the pool.
@@ -416,18 +433,10 @@ func (c *core) introspectionClient(opts introspection.Options) (*introspection.C
 		opts.URL, opts.ClientID, secret[:8], opts.AuthMethod, opts.Timeout, opts.CacheTTL, opts.NoCache,
 		opts.NegativeCacheTTL, opts.CacheSize)
 	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.introspection")
-	val, _, err := introspectionPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+	return acquire(c, introspectionPool, key, func() (*introspection.Client, func(), error) {
 		cl, err := introspection.New(opts)
-		if err != nil {
-			return nil, err
-		}
-		return pooledClient{cl}, nil
+		return cl, nil, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	c.pooled = append(c.pooled, pooledRef{introspectionPool, key})
-	return val.(pooledClient).Client, nil
 }
 
 // sources supply the shared remote parts; the Caddyfile parser passes ones
@@ -884,14 +893,38 @@ func param(name, value string) string {
 	return name + "=" + strconv.Quote(value)
 }
 
+// module is what the handler and the provider share: the configuration
+// and what provisioning built from it.
+type module struct {
+	Config
+	core *core
+}
+
+// Provision builds the verifiers.
+func (m *module) Provision(ctx caddy.Context) error {
+	m.core = new(core)
+	if err := m.provision(ctx, m.core); err != nil {
+		return fmt.Errorf("mcp_token: %w", err)
+	}
+	return nil
+}
+
+// Cleanup releases the shared JWKS caches, introspection clients and
+// limiters; Caddy also calls it after a failed Provision.
+func (m *module) Cleanup() error {
+	if m.core == nil {
+		return nil
+	}
+	return m.core.release()
+}
+
 // Authenticator is the `mcp_token` authentication provider for Caddy's
 // `authentication` handler. Caddy's handler can only answer 401, so a
 // missing scope is a 401 with error="insufficient_scope", and a technical
 // failure (key source down) is a 401 too, logged by Caddy at error level;
 // use the `mcp_token` handler for 403 and 503 answers.
 type Authenticator struct {
-	Config
-	core *core
+	module
 }
 
 // CaddyModule returns the Caddy module information.
@@ -900,23 +933,6 @@ func (Authenticator) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.authentication.providers.mcp_token",
 		New: func() caddy.Module { return new(Authenticator) },
 	}
-}
-
-// Provision builds the verifiers.
-func (a *Authenticator) Provision(ctx caddy.Context) error {
-	a.core = new(core)
-	if err := a.provision(ctx, a.core); err != nil {
-		return fmt.Errorf("mcp_token: %w", err)
-	}
-	return nil
-}
-
-// Cleanup releases the shared JWKS caches.
-func (a *Authenticator) Cleanup() error {
-	if a.core == nil {
-		return nil
-	}
-	return a.core.release()
 }
 
 // Authenticate implements caddyauth.Authenticator. A bad or missing token

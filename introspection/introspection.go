@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -22,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/remote"
 	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
@@ -162,12 +162,7 @@ func New(opts Options) (*Client, error) {
 		opts.MaxBytes = DefaultMaxBytes
 	}
 	if opts.Client == nil {
-		opts.Client = &http.Client{
-			Timeout: opts.Timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		}
+		opts.Client = remote.NewClient(opts.Timeout)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -308,15 +303,12 @@ func (c *Client) introspect(ctx context.Context, token string) (entry, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		remote.Drain(resp)
 		return entry{}, fmt.Errorf("%w: %s answered status %d", verifiers.ErrUnavailable, c.opts.URL, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxBytes+1))
+	body, err := remote.ReadBody(resp, c.opts.MaxBytes)
 	if err != nil {
-		return entry{}, fmt.Errorf("%w: reading the answer: %v", verifiers.ErrUnavailable, err)
-	}
-	if int64(len(body)) > c.opts.MaxBytes {
-		return entry{}, fmt.Errorf("%w: answer larger than %d bytes", verifiers.ErrUnavailable, c.opts.MaxBytes)
+		return entry{}, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, err)
 	}
 	var claims map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))

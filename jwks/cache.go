@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/remote"
 	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
@@ -119,12 +119,7 @@ func New(opts Options) (*Cache, error) {
 		opts.MaxBytes = DefaultMaxBytes
 	}
 	if opts.Client == nil {
-		opts.Client = &http.Client{
-			Timeout: opts.Timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		}
+		opts.Client = remote.NewClient(opts.Timeout)
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
@@ -281,15 +276,12 @@ func (c *Cache) get(ctx context.Context, u string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		remote.Drain(resp)
 		return nil, fmt.Errorf("fetching %s: status %d", u, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxBytes+1))
+	body, err := remote.ReadBody(resp, c.opts.MaxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", u, err)
-	}
-	if int64(len(body)) > c.opts.MaxBytes {
-		return nil, fmt.Errorf("response from %s is larger than %d bytes", u, c.opts.MaxBytes)
+		return nil, fmt.Errorf("%s: %w", u, err)
 	}
 	return body, nil
 }
