@@ -21,8 +21,11 @@ import (
 // mcpAuthSite is a site with two protected paths, each with its own
 // verifier, written the way the README recommends: mcp_token with a path
 // matcher at site level, so that it can publish its metadata.
-func mcpAuthSite(t *testing.T, key, other *devtools.KeyPair, backend string) {
+// mcpAuthSite returns the /mcp key, the /opaque key and the backend's recorder.
+func mcpAuthSite(t *testing.T) (*devtools.KeyPair, *devtools.KeyPair, *mcpdemo.Recorder) {
 	t.Helper()
+	key, other := devtools.MustGenerateKey("RS256"), devtools.MustGenerateKey("ES256")
+	rec, backend := startBackend(t)
 	startCaddy(t, caddyGlobal+fmt.Sprintf(`
 http://localhost:9080 {
 	mcp_token /mcp* {
@@ -52,6 +55,7 @@ http://localhost:9080 {
 	respond 404
 }
 `, mustPEM(t, key), mustPEM(t, other), backend), "caddyfile")
+	return key, other, rec
 }
 
 func getJSON(t *testing.T, url string) (*http.Response, map[string]any) {
@@ -82,14 +86,7 @@ func challengeParam(h, name string) string {
 }
 
 func TestE2EProtectedResourceMetadata(t *testing.T) {
-	key, other := devtools.MustGenerateKey("RS256"), devtools.MustGenerateKey("ES256")
-	rec := &mcpdemo.Recorder{}
-	backend, stop, err := mcpdemo.Serve(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	mcpAuthSite(t, key, other, backend)
+	key, other, rec := mcpAuthSite(t)
 
 	// Both metadata URLs answer JSON without a token, with CORS.
 	for _, path := range []string{"/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"} {
@@ -171,7 +168,7 @@ func TestE2EProtectedResourceMetadata(t *testing.T) {
 	req.Header.Set("Origin", "http://inspector.local")
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode == 401 || rec.Count() != before+1 || rec.LastRequest().Method != http.MethodOptions {
 		t.Fatalf("preflight: %v %v, backend saw %d new requests", resp.StatusCode, err, rec.Count()-before)
 	}
@@ -185,14 +182,7 @@ func TestE2EProtectedResourceMetadata(t *testing.T) {
 }
 
 func TestE2EPerToolScopes(t *testing.T) {
-	key, other := devtools.MustGenerateKey("RS256"), devtools.MustGenerateKey("ES256")
-	rec := &mcpdemo.Recorder{}
-	backend, stop, err := mcpdemo.Serve(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	mcpAuthSite(t, key, other, backend)
+	key, _, rec := mcpAuthSite(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -285,14 +275,7 @@ func TestE2EPerToolScopes(t *testing.T) {
 // through Caddy with a bearer token, lists tools and calls one; without a
 // token it gets the 401 and follows its resource_metadata URL.
 func TestE2ETypeScriptClient(t *testing.T) {
-	key, other := devtools.MustGenerateKey("RS256"), devtools.MustGenerateKey("ES256")
-	rec := &mcpdemo.Recorder{}
-	backend, stop, err := mcpdemo.Serve(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	mcpAuthSite(t, key, other, backend)
+	key, _, rec := mcpAuthSite(t)
 
 	tok := key.MustToken(devtools.TokenOptions{Issuer: "http://127.0.0.1:9/issuer", Scopes: []string{"mcp:read"}, Claims: map[string]any{"client_id": "ts-client"}})
 	remember(tok)

@@ -64,17 +64,7 @@ http://localhost:9080 {
 	base := scrape(t)
 
 	send := func(token string, want int) {
-		remember(token)
-		req, _ := http.NewRequest(http.MethodPost, e2eBase+"/mcp", strings.NewReader(toolsList))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
+		if resp, _ := post(t, e2eBase+"/mcp", token, toolsList); resp.StatusCode != want {
 			t.Fatalf("status %d, want %d", resp.StatusCode, want)
 		}
 	}

@@ -34,17 +34,7 @@ http://localhost:9080 {
 	good := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}, Claims: map[string]any{"client_id": "rl"}})
 	bad := devtools.MustGenerateKey("ES256").MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}})
 	do := func(from, token string) *http.Response {
-		remember(token)
-		req, _ := http.NewRequest(http.MethodPost, e2eBase+"/mcp", strings.NewReader(toolsList))
-		req.Header.Set("X-Forwarded-For", from)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := postWith(t, e2eBase+"/mcp", token, toolsList, map[string]string{"X-Forwarded-For": from})
 		return resp
 	}
 

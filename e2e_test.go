@@ -70,13 +70,9 @@ type e2eEnv struct {
 
 func newE2E(t *testing.T) *e2eEnv {
 	t.Helper()
-	env := &e2eEnv{key: devtools.MustGenerateKey("RS256"), rec: &mcpdemo.Recorder{}}
-	addr, stop, err := mcpdemo.Serve(env.rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	env.backend = addr
+	env := &e2eEnv{key: devtools.MustGenerateKey("RS256")}
+	env.rec, env.backend = startBackend(t)
+	addr := env.backend
 	pub := mustPEM(t, env.key)
 	startCaddy(t, caddyGlobal+fmt.Sprintf(`
 http://localhost:9080 {
@@ -152,7 +148,27 @@ func structured(t *testing.T, res *mcp.CallToolResult, into any) {
 	}
 }
 
+// startBackend starts the demo MCP server with a recorder, stopped when
+// the test ends.
+func startBackend(t *testing.T) (*mcpdemo.Recorder, string) {
+	t.Helper()
+	rec := &mcpdemo.Recorder{}
+	addr, stop, err := mcpdemo.Serve(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return rec, addr
+}
+
 func post(t *testing.T, url, token, body string) (*http.Response, string) {
+	t.Helper()
+	return postWith(t, url, token, body, nil)
+}
+
+// postWith POSTs body as an MCP client would, with a bearer token (when
+// not empty) and extra headers.
+func postWith(t *testing.T, url, token, body string, header map[string]string) (*http.Response, string) {
 	t.Helper()
 	remember(token)
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
@@ -160,6 +176,9 @@ func post(t *testing.T, url, token, body string) (*http.Response, string) {
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
@@ -287,12 +306,7 @@ func TestE2EForwardToken(t *testing.T) {
 // `authentication` handler from a JSON config, as the README shows.
 func TestE2EProviderJSON(t *testing.T) {
 	key := devtools.MustGenerateKey("ES256")
-	rec := &mcpdemo.Recorder{}
-	addr, stop, err := mcpdemo.Serve(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	rec, addr := startBackend(t)
 	pub, _ := json.Marshal(mustPEM(t, key))
 	cfg := fmt.Sprintf(`{
 	"admin": {"listen": "localhost:2999"},

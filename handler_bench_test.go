@@ -31,6 +31,11 @@ func BenchmarkHandler(b *testing.B) {
 	defer h.Cleanup()
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}`
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	request := func() (*httptest.ResponseRecorder, *http.Request) {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return httptest.NewRecorder(), r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	}
 
 	b.Run("chain", func(b *testing.B) {
 		chain := h.core.verifier.(*verifiers.Chain)
@@ -44,20 +49,13 @@ func BenchmarkHandler(b *testing.B) {
 	b.Run("harness-only", func(b *testing.B) { // building the request and recorder, for reference
 		b.ReportAllocs()
 		for b.Loop() {
-			r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
-			r.Header.Set("Authorization", "Bearer "+tok)
-			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
-			w := httptest.NewRecorder()
-			_ = next.ServeHTTP(w, r)
+			_ = next.ServeHTTP(request())
 		}
 	})
 	b.Run("handler", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
-			r.Header.Set("Authorization", "Bearer "+tok)
-			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
-			w := httptest.NewRecorder()
+			w, r := request()
 			if err := h.ServeHTTP(w, r, next); err != nil || w.Code != 200 {
 				b.Fatalf("%v %d", err, w.Code)
 			}

@@ -2,10 +2,9 @@ package jwks
 
 import (
 	"context"
-	"encoding/json"
-	"os"
 	"testing"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/vectors"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -14,24 +13,8 @@ import (
 // a fetched JWKS; otherwise the private set, as a local secret key set),
 // then the test's JWS is verified with the set's algorithms.
 func TestWycheproofJWKSets(t *testing.T) {
-	data, err := os.ReadFile("../testdata/vectors/wycheproof/json_web_key_test.json")
+	f, err := vectors.LoadWycheproof("json_web_key_test.json")
 	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		TestGroups []struct {
-			Comment string          `json:"comment"`
-			Public  json.RawMessage `json:"public"`
-			Private json.RawMessage `json:"private"`
-			Tests   []struct {
-				TcID    int    `json:"tcId"`
-				Comment string `json:"comment"`
-				JWS     string `json:"jws"`
-				Result  string `json:"result"`
-			} `json:"tests"`
-		} `json:"testGroups"`
-	}
-	if err := json.Unmarshal(data, &f); err != nil {
 		t.Fatal(err)
 	}
 	var valid, invalid, total int

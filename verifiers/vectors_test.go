@@ -9,11 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/vectors"
 	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
-const vectorsDir = "../testdata/vectors"
+var vectorsDir = vectors.Dir()
 
 // knownDataProblems are vectors whose expected result is wrong in the data
 // (see testdata/vectors/README.md). The verifier is not bent to them: the
@@ -34,20 +35,6 @@ var knownDataProblems = map[int]struct {
 // §4.4), so both are refused. See README, "Key selection".
 func jwkAlgMismatch(jwkAlg, tokenAlg string) bool {
 	return jwkAlg != "" && jwkAlg != tokenAlg
-}
-
-type wycheproofFile struct {
-	TestGroups []struct {
-		Comment string          `json:"comment"`
-		Public  json.RawMessage `json:"public"`
-		Private json.RawMessage `json:"private"`
-		Tests   []struct {
-			TcID    int    `json:"tcId"`
-			Comment string `json:"comment"`
-			JWS     string `json:"jws"`
-			Result  string `json:"result"`
-		} `json:"tests"`
-	} `json:"testGroups"`
 }
 
 // vectorVerifier configures a verifier the way a user would for one JWK:
@@ -92,12 +79,8 @@ func headerAlg(jws string) string {
 }
 
 func TestWycheproofJWS(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(vectorsDir, "wycheproof", "json_web_signature_test.json"))
+	f, err := vectors.LoadWycheproof("json_web_signature_test.json")
 	if err != nil {
-		t.Fatal(err)
-	}
-	var f wycheproofFile
-	if err := json.Unmarshal(data, &f); err != nil {
 		t.Fatal(err)
 	}
 	var validOK, invalidOK, known, total int

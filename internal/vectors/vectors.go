@@ -1,0 +1,45 @@
+// Package vectors loads the Wycheproof test-vector files in
+// testdata/vectors for the tests of several packages.
+package vectors
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// Dir is testdata/vectors in this repository.
+func Dir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "vectors")
+}
+
+// Wycheproof is the shape shared by the JWS and JWK test files: groups
+// with a public and/or private key (or key set), each with tests.
+type Wycheproof struct {
+	TestGroups []struct {
+		Comment string          `json:"comment"`
+		Public  json.RawMessage `json:"public"`
+		Private json.RawMessage `json:"private"`
+		Tests   []struct {
+			TcID    int    `json:"tcId"`
+			Comment string `json:"comment"`
+			JWS     string `json:"jws"`
+			Result  string `json:"result"`
+		} `json:"tests"`
+	} `json:"testGroups"`
+}
+
+// LoadWycheproof reads wycheproof/<name>.
+func LoadWycheproof(name string) (*Wycheproof, error) {
+	data, err := os.ReadFile(filepath.Join(Dir(), "wycheproof", name))
+	if err != nil {
+		return nil, err
+	}
+	var w Wycheproof
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, err
+	}
+	return &w, nil
+}
