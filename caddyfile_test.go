@@ -196,7 +196,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"mixed families", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n algorithms RS256 HS256\n}", "algorithm confusion: HMAC algorithms (HS256) cannot be allowed together with asymmetric ones (RS256)"},
 		{"EC key with RS256", "mcp_token {\n algorithms RS256\n public_key <<PEM\n" + ecPEM + "PEM\n}", "public key (EC P-256) cannot verify RS256; set algorithms to match the key, at Testfile:3"},
 		{"both keys", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n hmac_secret {env.S}\n}", "hmac_secret: one key source per policy (public_key, hmac_secret, jwks_uri or discover); one is already set at line 2, at Testfile:"},
-		{"missing key file", "mcp_token {\n public_key /nonexistent/key.pem\n}", "public_key: public key is neither PEM nor a readable file"},
+		{"missing key file", "mcp_token {\n public_key /nonexistent/key.pem\n}", `public_key: public key file "/nonexistent/key.pem": no such file or directory`},
 		{"garbage PEM", "mcp_token {\n public_key \"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\"\n}", "public_key: public key: parsing PUBLIC KEY"},
 		{"private key given", "mcp_token {\n public_key \"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\"\n}", "configure the public key only"},
 		{"skew too large", "mcp_token {\n hmac_secret {env.S}\n clock_skew 3m\n}", "clock_skew: 3m0s out of range (0s to 2m0s), at Testfile:3"},

@@ -287,6 +287,18 @@ func TestNewJWTRefusals(t *testing.T) {
 	}
 }
 
+func TestLoadPublicKeyNeverEchoesASecret(t *testing.T) {
+	secret := "hunter2-this-is-an-hmac-secret-not-a-key"
+	_, err := verifiers.LoadPublicKey(secret)
+	if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "value not shown") {
+		t.Fatalf("error %v", err)
+	}
+	_, err = verifiers.LoadPublicKey("/etc/caddy/missing.pem")
+	if err == nil || !strings.Contains(err.Error(), `public key file "/etc/caddy/missing.pem": no such file or directory`) {
+		t.Fatalf("a missing file should be named: %v", err)
+	}
+}
+
 func TestDefaultAlgorithms(t *testing.T) {
 	for _, kp := range []*devtools.KeyPair{rsaKey, ecKey, edKey, hmacKey} {
 		v, err := verifiers.NewJWT(verifiers.JWTConfig{Keys: verifiers.NewStaticKey(kp.Public), Now: fixedNow})

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -146,11 +147,34 @@ func LoadPublicKey(pemOrPath string) (crypto.PublicKey, error) {
 	if !strings.Contains(pemOrPath, "-----BEGIN") {
 		b, err := os.ReadFile(pemOrPath)
 		if err != nil {
-			return nil, fmt.Errorf("public key is neither PEM nor a readable file: %w", err)
+			reason := err
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				reason = pe.Err
+			}
+			if !looksLikePath(pemOrPath) {
+				// Never echo the value: it may be a secret put in the wrong place.
+				return nil, fmt.Errorf("public key is neither PEM nor a readable file (value not shown, in case it is a secret): %v", reason)
+			}
+			return nil, fmt.Errorf("public key file %q: %v", pemOrPath, reason)
 		}
 		data = b
 	}
 	return ParsePublicKey(data)
+}
+
+// looksLikePath reports whether s is shaped like a file path rather than
+// a stray secret.
+func looksLikePath(s string) bool {
+	if strings.ContainsAny(s, `/\`) {
+		return true
+	}
+	for _, ext := range []string{".pem", ".crt", ".cer", ".pub", ".key"} {
+		if strings.HasSuffix(strings.ToLower(s), ext) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParsePublicKey parses the first PEM block of data: a PKIX "PUBLIC KEY",
