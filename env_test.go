@@ -186,7 +186,7 @@ func TestSeedEnvScenarios(t *testing.T) {
 		as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			user, pass, _ := r.BasicAuth()
 			if user != "mcp-resource-server" || pass != "your-client-secret" {
-				http.Error(w, `{"error":"invalid_client"}`, 401)
+				http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
 				return
 			}
 			_ = r.ParseForm()

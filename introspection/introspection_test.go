@@ -126,7 +126,9 @@ func TestIntrospectionDecisions(t *testing.T) {
 		{"missing iss required", answer(activeAnswer(map[string]any{"iss": nil})), func(o *Options, r *Rules) { r.RequireIssuer = true }, verifiers.ErrBadIssuer, 401},
 		{"missing scope", answer(activeAnswer(map[string]any{"scope": "mcp:read"})), func(o *Options, r *Rules) { r.RequiredScopes = []string{"mcp:admin"} }, verifiers.ErrInsufficientScope, 403},
 		{"500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "oops", 500) }, nil, verifiers.ErrUnavailable, 503},
-		{"401 from the endpoint (bad client credentials)", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, `{"error":"invalid_client"}`, 401) }, nil, verifiers.ErrUnavailable, 503},
+		{"401 from the endpoint (bad client credentials)", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+		}, nil, verifiers.ErrUnavailable, 503},
 		{"HTML body", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>login</html>")) }, nil, verifiers.ErrUnavailable, 503},
 		{"missing active", answer(map[string]any{"client_id": "c1"}), nil, verifiers.ErrUnavailable, 503},
 		{"active not a bool", answer(map[string]any{"active": "true"}), nil, verifiers.ErrUnavailable, 503},

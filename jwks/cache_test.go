@@ -179,7 +179,7 @@ func TestCacheOutageAtStart(t *testing.T) {
 	k1 := newKey(t, "RS256", "k1")
 	srv := devtools.NewJWKSServer(k1)
 	defer srv.Close()
-	srv.Fail(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "starting", 503) })
+	srv.Fail(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "starting", http.StatusServiceUnavailable) })
 	core, logs := observer.New(zap.DebugLevel)
 	c := newCache(t, srv, Options{Logger: zap.New(core)})
 	v := verifier(t, c)

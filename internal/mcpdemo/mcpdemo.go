@@ -44,7 +44,7 @@ func NewServer() *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "mcp-demo", Version: "1.0.0"}, nil)
 	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "Echo the text back."},
 		func(_ context.Context, _ *mcp.CallToolRequest, in EchoIn) (*mcp.CallToolResult, EchoOut, error) {
-			return nil, EchoOut{Text: in.Text}, nil
+			return nil, EchoOut(in), nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: "whoami", Description: "Report the identity headers the gateway forwarded."},
 		func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, WhoAmIOut, error) {
