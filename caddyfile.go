@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +53,7 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	meta := &MetadataHandler{ProtectedResource: handler.metadata()}
 	var routes []httpcaddyfile.ConfigValue
 	paths := []string{WellKnownPath}
-	if rp := meta.resourcePath(&http.Request{URL: &url.URL{}}); rp != "" {
+	if rp := meta.configuredPath(); rp != "" {
 		paths = []string{WellKnownPath + rp, WellKnownPath}
 	}
 	for _, p := range paths {

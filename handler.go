@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -64,7 +65,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // bearer token, then the scopes this request needs (global, per method,
 // per tool) with the MCP headers agreeing with the body.
 func (c *core) check(r *http.Request) (*verifiers.AccessToken, string, time.Duration, error) {
-	if r.URL.Query().Has("access_token") {
+	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
 		return nil, verifiers.KindNone, 0, fmt.Errorf("%w", verifiers.ErrTokenInQuery)
 	}
 	var addr string

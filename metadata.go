@@ -49,16 +49,21 @@ type ProtectedResource struct {
 	ResourceDocumentation string `json:"resource_documentation,omitempty"`
 }
 
-// resourcePath is the path part of the resource: from the configured
-// resource, else ResourcePath, else the request path.
-func (p *ProtectedResource) resourcePath(r *http.Request) string {
+// configuredPath is the path of the protected resource as configured:
+// from resource, else ResourcePath; "" when neither says.
+func (p *ProtectedResource) configuredPath() string {
 	if p.Resource != "" {
 		if u, err := url.Parse(p.Resource); err == nil {
 			return strings.TrimSuffix(u.Path, "/")
 		}
 	}
-	if p.ResourcePath != "" {
-		return strings.TrimSuffix(p.ResourcePath, "/")
+	return strings.TrimSuffix(p.ResourcePath, "/")
+}
+
+// resourcePath is the configured path, else the request's.
+func (p *ProtectedResource) resourcePath(r *http.Request) string {
+	if path := p.configuredPath(); path != "" {
+		return path
 	}
 	return strings.TrimSuffix(r.URL.Path, "/")
 }

@@ -151,16 +151,3 @@ func isSentinel(err error) bool {
 	}
 	return false
 }
-
-// Reasons lists every reason label Classify can return, for metrics.
-func Reasons() []string {
-	seen := map[string]bool{Accepted.Reason: true}
-	out := []string{Accepted.Reason}
-	for _, o := range outcomes {
-		if !seen[o.out.Reason] {
-			seen[o.out.Reason] = true
-			out = append(out, o.out.Reason)
-		}
-	}
-	return out
-}

@@ -43,6 +43,3 @@ func (s *Logger) Success(fields ...zap.Field) {
 		s.log.Info(s.what+" recovered", fields...)
 	}
 }
-
-// Failing reports whether the last outcome was a failure.
-func (s *Logger) Failing() bool { return s.failing.Load() }
