@@ -102,6 +102,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    production
 //	    from_env
 //	    rate_limit      <max_attempts> <window> | off
+//	    token_cache     <size> [<ttl>] | off
 //	    static_token    <token> <client_id> [<scope>...]
 //	    introspection <url> {
 //	        client_id          <id>
@@ -217,6 +218,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			c.FromEnv = true
 		case "rate_limit":
 			err = c.parseRateLimit(d)
+		case "token_cache":
+			err = c.parseTokenCache(d)
 		case "production":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -265,6 +268,32 @@ func (c *Config) parseRateLimit(d *caddyfile.Dispenser) error {
 		return d.Errf("rate_limit: window %q is not a positive duration (for example 60s)", args[1])
 	}
 	c.RateLimit = &RateLimitConfig{MaxAttempts: n, Window: caddy.Duration(win)}
+	return nil
+}
+
+// parseTokenCache reads `token_cache <size> [<ttl>]` or `token_cache off`.
+func (c *Config) parseTokenCache(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		c.TokenCache = &TokenCacheConfig{Disabled: true}
+		return nil
+	case len(args) < 1 || len(args) > 2:
+		return d.Errf("token_cache: want <size> [<ttl>] (for example 10000 5m) or off")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 || n > 10_000_000 {
+		return d.Errf("token_cache: size %q is not a number of tokens between 1 and 10000000", args[0])
+	}
+	tc := &TokenCacheConfig{Size: n}
+	if len(args) == 2 {
+		ttl, err := caddy.ParseDuration(args[1])
+		if err != nil || ttl <= 0 {
+			return d.Errf("token_cache: ttl %q is not a positive duration (for example 5m)", args[1])
+		}
+		tc.TTL = caddy.Duration(ttl)
+	}
+	c.TokenCache = tc
 	return nil
 }
 

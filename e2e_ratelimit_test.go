@@ -59,9 +59,17 @@ http://localhost:9080 {
 	if r.StatusCode != http.StatusTooManyRequests || retry < 1 || retry > int(window.Seconds()) {
 		t.Fatalf("11th failing attempt: %d, Retry-After %q", r.StatusCode, r.Header.Get("Retry-After"))
 	}
-	// Limited before verification: even the good token waits.
-	if r := do("198.51.100.7", good); r.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("limited address with a good token: %d", r.StatusCode)
+	// A token the gateway has verified already (in the token cache)
+	// costs no verification and is still served: one broken client behind
+	// a shared address does not lock out the others.
+	if r := do("198.51.100.7", good); r.StatusCode != 200 {
+		t.Fatalf("limited address with a cached good token: %d", r.StatusCode)
+	}
+	// Limited before verification: a token that would need it waits,
+	// good or not.
+	fresh := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}, Claims: map[string]any{"client_id": "rl2"}})
+	if r := do("198.51.100.7", fresh); r.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("limited address with a new good token: %d", r.StatusCode)
 	}
 	// Another address is unaffected.
 	if r := do("198.51.100.8", good); r.StatusCode != 200 {

@@ -1,21 +1,11 @@
 package mcptoken
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"math"
-	"net"
 	"net/http"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
 func init() {
@@ -41,123 +31,22 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
+// ServeHTTP implements caddyhttp.MiddlewareHandler: the request goes
+// through the gate (gate.go), then on with the token's identity in
+// {http.auth.user.*}, or is answered here.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	c := h.core
 	if c.corsPreflight && isPreflight(r) {
 		return next.ServeHTTP(w, r)
 	}
-	tok, kind, took, err := c.check(r)
-	c.metrics.observe(kind, err, took > 0, took)
-	if err != nil {
-		c.refuse(w, r, err)
+	out := c.check(r)
+	if out.err != nil {
+		c.refuse(w, r, out.err)
 		return nil
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.auth.user.id", tok.ClientID)
-	for k, v := range userMetadata(tok) {
-		repl.Set("http.auth.user."+k, v)
-	}
+	out.accepted.Extra.(*userVars).set(repl)
 	return next.ServeHTTP(w, r)
-}
-
-// check runs every rule on the request: no token in the query, a valid
-// bearer token, then the scopes this request needs (global, per method,
-// per tool) with the MCP headers agreeing with the body.
-func (c *core) check(r *http.Request) (*verifiers.AccessToken, string, time.Duration, error) {
-	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
-		return nil, verifiers.KindNone, 0, fmt.Errorf("%w", verifiers.ErrTokenInQuery)
-	}
-	var addr string
-	if c.limiter != nil {
-		addr = clientAddress(r)
-		if limited, retry := c.limiter.Limited(addr); limited {
-			return nil, verifiers.KindNone, 0, &rateLimitError{retry: retry}
-		}
-	}
-	tok, kind, took, err := c.authenticate(r)
-	if err != nil {
-		if c.limiter != nil && countsAsFailure(err) {
-			c.limiter.Fail(addr)
-		}
-		return tok, kind, took, err
-	}
-	needed, err := c.inspect(r)
-	if err == nil && len(needed) > len(c.requiredScopes) {
-		err = verifiers.RequireScopes(tok, needed)
-	}
-	return tok, kind, took, err
-}
-
-// countsAsFailure: a presented token refused as invalid. A missing token
-// (MCP discovery starts that way), a missing scope and a technical failure
-// do not count.
-func countsAsFailure(err error) bool {
-	out := verifiers.Classify(err)
-	return out.Status == http.StatusUnauthorized && out.Code == "invalid_token"
-}
-
-// rateLimitError is ErrRateLimited with the time to wait.
-type rateLimitError struct{ retry time.Duration }
-
-func (e *rateLimitError) Error() string        { return fmt.Sprintf("rate limited for %s", e.retry) }
-func (e *rateLimitError) Is(target error) bool { return target == verifiers.ErrRateLimited }
-
-// clientAddress is Caddy's client IP (which honours trusted_proxies), else
-// the connection's remote address.
-func clientAddress(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
-}
-
-// isPreflight reports a CORS preflight request.
-func isPreflight(r *http.Request) bool {
-	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
-		r.Header.Get("Access-Control-Request-Method") != ""
-}
-
-// errorBody is the JSON body of a refusal.
-type errorBody struct {
-	Error            string `json:"error"`
-	ErrorDescription string `json:"error_description,omitempty"`
-}
-
-// refuse writes the answer to a refused request: the one place where a
-// verification outcome becomes an HTTP response.
-func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
-	out := verifiers.Classify(err)
-	hdr := w.Header()
-	switch {
-	case out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden || out.Code == "invalid_request":
-		hdr.Set("WWW-Authenticate", c.challenge(r, err))
-	case out.Status == http.StatusServiceUnavailable:
-		hdr.Set("Retry-After", strconv.Itoa(5))
-	case out.Status == http.StatusTooManyRequests:
-		var rl *rateLimitError
-		if errors.As(err, &rl) {
-			hdr.Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.retry.Seconds()))))
-		}
-	}
-	if r.Header.Get("Origin") != "" {
-		// Browser clients must be able to read the challenge.
-		hdr.Set("Access-Control-Allow-Origin", "*")
-		hdr.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
-	}
-	code := out.Code
-	if code == "" {
-		code = out.Reason
-	}
-	body, _ := json.Marshal(errorBody{Error: code, ErrorDescription: out.Description})
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(out.Status)
-	_, _ = w.Write(body)
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens; see

@@ -2,7 +2,7 @@ package mcptoken
 
 import (
 	"errors"
-	"time"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,7 +19,15 @@ const metricsNamespace = "caddy_mcp_token"
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// label sets resolved once: accepted requests and durations by kind
+	accepted  map[string]prometheus.Counter
+	durations map[string]prometheus.Observer
+	// the verified-token cache
+	cacheHits, cacheMisses prometheus.Counter
 }
+
+// verifierKinds are the values of the verifier label.
+var verifierKinds = []string{verifiers.KindJWT, verifiers.KindStatic, verifiers.KindIntrospection, verifiers.KindNone}
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
@@ -33,6 +41,18 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
 		}, []string{"verifier"}),
 	}
+	hits := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "token_cache_hits_total",
+		Help: "Requests whose token was found in the verified-token cache (no signature check).",
+	})
+	misses := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "token_cache_misses_total",
+		Help: "Requests whose token was not in the verified-token cache (verified, then cached if accepted).",
+	})
+	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "token_cache_entries",
+		Help: "Tokens held by the verified-token caches in use.",
+	}, liveTokenCaches.entries)
 	var err error
 	if m.requests, err = register(reg, m.requests); err != nil {
 		return nil, err
@@ -40,8 +60,23 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	if m.duration, err = register(reg, m.duration); err != nil {
 		return nil, err
 	}
+	if m.cacheHits, err = register[prometheus.Counter](reg, hits); err != nil {
+		return nil, err
+	}
+	if m.cacheMisses, err = register[prometheus.Counter](reg, misses); err != nil {
+		return nil, err
+	}
+	if _, err := register[prometheus.Collector](reg, entries); err != nil {
+		return nil, err
+	}
 	if _, err := register[prometheus.Collector](reg, poolCollector{}); err != nil {
 		return nil, err
+	}
+	m.accepted = make(map[string]prometheus.Counter, len(verifierKinds))
+	m.durations = make(map[string]prometheus.Observer, len(verifierKinds))
+	for _, kind := range verifierKinds {
+		m.accepted[kind] = m.requests.WithLabelValues(kind, verifiers.Accepted.Reason)
+		m.durations[kind] = m.duration.WithLabelValues(kind)
 	}
 	return m, nil
 }
@@ -60,16 +95,57 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) (C, error) 
 	return c, nil
 }
 
-// observe records one request's outcome; verified says whether a verifier
-// ran (and took d).
-func (m *metrics) observe(kind string, err error, verified bool, d time.Duration) {
+// observe records one request's outcome: its reason, the time a verifier
+// took (when one ran), and whether the token cache answered.
+func (m *metrics) observe(out outcome) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(kind, verifiers.Classify(err).Reason).Inc()
-	if verified {
-		m.duration.WithLabelValues(kind).Observe(d.Seconds())
+	if c := m.accepted[out.kind]; c != nil && out.err == nil {
+		c.Inc()
+	} else {
+		m.requests.WithLabelValues(out.kind, verifiers.Classify(out.err).Reason).Inc()
 	}
+	if out.took > 0 {
+		if o := m.durations[out.kind]; o != nil {
+			o.Observe(out.took.Seconds())
+		} else {
+			m.duration.WithLabelValues(out.kind).Observe(out.took.Seconds())
+		}
+	}
+	switch out.cache {
+	case cacheHit:
+		m.cacheHits.Inc()
+	case cacheMiss:
+		m.cacheMisses.Inc()
+	}
+}
+
+// tokenCaches is the set of verified-token caches in use, for the size
+// gauge.
+type tokenCaches struct{ m sync.Map }
+
+var liveTokenCaches tokenCaches
+
+func (t *tokenCaches) add(c *verifiers.TokenCache) {
+	if c != nil {
+		t.m.Store(c, struct{}{})
+	}
+}
+
+func (t *tokenCaches) remove(c *verifiers.TokenCache) {
+	if c != nil {
+		t.m.Delete(c)
+	}
+}
+
+func (t *tokenCaches) entries() float64 {
+	n := 0
+	t.m.Range(func(k, _ any) bool {
+		n += k.(*verifiers.TokenCache).Stats().Len
+		return true
+	})
+	return float64(n)
 }
 
 // poolCollector reports the shared JWKS caches and introspection clients,

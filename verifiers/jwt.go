@@ -186,14 +186,18 @@ func (v *JWT) Verify(ctx context.Context, token string) (*AccessToken, error) {
 	if len(token) > MaxTokenSize {
 		return nil, fmt.Errorf("%w: token longer than %d bytes", ErrMalformed, MaxTokenSize)
 	}
-	var kid string
+	var (
+		kid     string
+		usedAlg *Algorithm
+		usedKey any
+	)
 	claims := jwt.MapClaims{}
 	parsed, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		alg, key, k, err := v.resolveKey(ctx, t.Header)
 		if err != nil {
 			return nil, err
 		}
-		kid = k
+		kid, usedAlg, usedKey = k, alg, key
 		// Verify with our method, not the library's global registry entry
 		// (strict PSS salt length).
 		t.Method = alg.method
@@ -206,7 +210,18 @@ func (v *JWT) Verify(ctx context.Context, token string) (*AccessToken, error) {
 		}
 		return nil, classifyJWTError(err)
 	}
-	return v.checkClaims(claims, kid)
+	tok, err := v.checkClaims(claims, kid)
+	if err != nil {
+		return tok, err
+	}
+	tok.binding = &keyBinding{keys: v.cfg.Keys, alg: usedAlg, kid: kid, key: usedKey}
+	if nbf, ok := NumericDate(claims["nbf"]); ok {
+		tok.binding.notBefore = nbf.Add(-v.cfg.ClockSkew)
+	}
+	if !tok.ExpiresAt.IsZero() {
+		tok.binding.notAfter = tok.ExpiresAt.Add(v.cfg.ClockSkew)
+	}
+	return tok, nil
 }
 
 // resolveKey applies the header rules and finds the key: alg on the

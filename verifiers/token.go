@@ -38,6 +38,9 @@ type AccessToken struct {
 	KeyID string
 	// Claims holds every claim of the token (or introspection response).
 	Claims map[string]any
+
+	// binding is how a JWT was verified, for the token cache.
+	binding *keyBinding
 }
 
 // HasScopes reports whether the token carries every scope in required.

@@ -1,0 +1,434 @@
+package mcptoken
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/mcptoken/caddy-mcp-token/internal/limiter"
+	"github.com/mcptoken/caddy-mcp-token/introspection"
+	"github.com/mcptoken/caddy-mcp-token/jwks"
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+	"go.uber.org/zap"
+)
+
+// core is the provisioned state shared by the handler and the provider.
+type core struct {
+	verifier       verifiers.Verifier
+	requiredScopes []string
+	forwardToken   bool
+	rules          scopeRules
+	maxBody        int64
+	corsPreflight  bool
+	resource       ProtectedResource
+	limiter        *limiter.Limiter // nil when rate limiting is off
+	metrics        *metrics         // nil without a metrics registry
+	logger         *zap.Logger
+	pooled         []pooledRef           // the shared caches this config holds
+	tokens         *verifiers.TokenCache // verified JWTs; nil when off
+}
+
+// provision builds the verifier chain into c. Placeholders in key material
+// and tokens are resolved once, here. c.release undoes what it acquired,
+// also when provisioning fails.
+func (cfg *Config) provision(ctx caddy.Context, c *core) error {
+	if cfg.FromEnv {
+		eff := *cfg
+		if err := eff.applyEnv(os.LookupEnv, guardsFor(cfg).production); err != nil {
+			return fmt.Errorf("from_env: %w", err)
+		}
+		cfg = &eff
+	}
+	c.logger = ctx.Logger()
+	if err := c.provisionMetrics(ctx); err != nil {
+		return err
+	}
+	c.requiredScopes = cfg.RequiredScopes
+	c.forwardToken = cfg.ForwardToken
+	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes}
+	c.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
+	c.corsPreflight = cfg.CORSPreflight == nil || *cfg.CORSPreflight
+	c.resource = cfg.metadata()
+	lim, err := c.rateLimiter(cfg)
+	if err != nil {
+		return err
+	}
+	c.limiter = lim
+	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient})
+	if err != nil {
+		return err
+	}
+	c.verifier = chain
+	if chain.JWT != nil {
+		if c.tokens, err = cfg.TokenCache.build(); err != nil {
+			return err
+		}
+		liveTokenCaches.add(c.tokens)
+	}
+	if chain.Static != nil {
+		c.logger.Warn("static tokens are configured: for DEVELOPMENT ONLY, never in production",
+			zap.Int("count", len(cfg.StaticTokens)))
+	}
+	if chain.JWT != nil && len(cfg.Audiences) == 0 && len(cfg.IssuerConfigs) == 0 {
+		c.logger.Warn("no audience configured: tokens issued for any service are accepted")
+	}
+	return nil
+}
+
+// sources supply the shared remote parts; the Caddyfile parser passes ones
+// that touch nothing.
+type sources struct {
+	jwks          func(jwks.Options) (verifiers.KeySource, error)
+	introspection func(introspection.Options) (*introspection.Client, error)
+}
+
+// policy is one set of JWT rules with its key source.
+type policy struct {
+	issuers, audiences, algorithms, requiredScopes []string
+	keys                                           KeyConfig
+	block                                          bool // an issuer_configs entry
+}
+
+// policies lists the JWT policies: the top-level one (when it has a key
+// source) and one per issuer_configs entry.
+func (cfg *Config) policies() ([]policy, error) {
+	var ps []policy
+	if cfg.KeyConfig.count() > 0 {
+		ps = append(ps, policy{issuers: cfg.Issuers, audiences: cfg.audiences(), algorithms: cfg.Algorithms, keys: cfg.KeyConfig})
+	} else if len(cfg.Algorithms) > 0 || (cfg.Introspection == nil && len(cfg.Issuers)+len(cfg.Audiences) > 0) {
+		return nil, errors.New("issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri or discover (or use issuer blocks)")
+	}
+	for i, ic := range cfg.IssuerConfigs {
+		if ic.Issuer == "" {
+			return nil, fmt.Errorf("issuer config %d: issuer is required", i+1)
+		}
+		if ic.KeyConfig.count() == 0 {
+			return nil, fmt.Errorf("issuer %s: set one of public_key, hmac_secret, jwks_uri or discover", ic.Issuer)
+		}
+		algs := ic.Algorithms
+		if len(algs) == 0 {
+			algs = cfg.Algorithms
+		}
+		ps = append(ps, policy{issuers: []string{ic.Issuer}, audiences: ic.Audiences, algorithms: algs,
+			requiredScopes: ic.RequiredScopes, keys: ic.KeyConfig, block: true})
+	}
+	return ps, nil
+}
+
+func (k KeyConfig) count() int {
+	n := 0
+	for _, set := range []bool{k.PublicKey != "", k.HMACSecret != "", k.JWKSURI != "", k.Discover} {
+		if set {
+			n++
+		}
+	}
+	return n
+}
+
+// buildChain turns the config into verifiers. repl resolves placeholders;
+// source supplies JWKS key sources. The Caddyfile parser calls it too, to
+// report bad values with their line.
+func (cfg *Config) buildChain(repl *caddy.Replacer, g guards, src sources) (*verifiers.Chain, error) {
+	if cfg.TokenType != "" && len(cfg.IssuerConfigs)+cfg.KeyConfig.count() == 0 {
+		return nil, errors.New("token_type needs a JWT key source")
+	}
+	chain := &verifiers.Chain{RequiredScopes: cfg.RequiredScopes}
+	ps, err := cfg.policies()
+	if err != nil {
+		return nil, err
+	}
+	var jwts []*verifiers.JWT
+	for _, p := range ps {
+		v, err := cfg.buildJWT(p, repl, g, src)
+		if err != nil {
+			return nil, err
+		}
+		jwts = append(jwts, v)
+	}
+	switch len(jwts) {
+	case 0:
+	case 1:
+		chain.JWT = jwts[0]
+	default:
+		b, err := verifiers.NewByIssuer(jwts)
+		if err != nil {
+			return nil, err
+		}
+		chain.JWT = b
+	}
+	if len(cfg.StaticTokens) > 0 {
+		s, err := cfg.buildStatic(repl, g)
+		if err != nil {
+			return nil, err
+		}
+		chain.Static = s
+	}
+	if cfg.Introspection != nil {
+		v, err := cfg.buildIntrospection(repl, g, src)
+		if err != nil {
+			return nil, fmt.Errorf("introspection: %w", err)
+		}
+		chain.Opaque = v
+	}
+	if chain.JWT == nil && chain.Static == nil && chain.Opaque == nil {
+		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block, introspection or static_token")
+	}
+	return chain, nil
+}
+
+// buildIntrospection builds the introspection verifier; issuers and
+// audiences default to the top-level ones.
+func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src sources) (*introspection.Verifier, error) {
+	ic := cfg.Introspection
+	opts := introspection.Options{
+		URL:              repl.ReplaceKnown(ic.URL, ""),
+		ClientID:         repl.ReplaceKnown(ic.ClientID, ""),
+		ClientSecret:     repl.ReplaceKnown(ic.ClientSecret, ""),
+		AuthMethod:       ic.AuthMethod,
+		Timeout:          time.Duration(ic.Timeout),
+		NegativeCacheTTL: time.Duration(ic.NegativeCacheTTL),
+		CacheSize:        ic.CacheSize,
+	}
+	if ic.CacheTTL != nil {
+		opts.CacheTTL = time.Duration(*ic.CacheTTL)
+		opts.NoCache = opts.CacheTTL == 0
+	}
+	if err := g.endpoint("url", opts.URL); err != nil {
+		return nil, err
+	}
+	client, err := src.introspection(opts)
+	if err != nil {
+		return nil, err
+	}
+	auds := orList(ic.Audiences, cfg.audiences())
+	if err := g.audience("introspection", auds); err != nil {
+		return nil, err
+	}
+	rules := introspection.Rules{
+		Issuers:         replaceAll(repl, orList(ic.Issuers, cfg.Issuers)),
+		Audiences:       replaceAll(repl, auds),
+		RequireIssuer:   ic.RequireIssuer,
+		RequireAudience: ic.RequireAudience,
+		RequiredScopes:  ic.RequiredScopes,
+		ClockSkew:       verifiers.DefaultClockSkew,
+	}
+	if cfg.ClockSkew != nil {
+		rules.ClockSkew = time.Duration(*cfg.ClockSkew)
+	}
+	return client.Verifier(rules)
+}
+
+func (cfg *Config) buildStatic(repl *caddy.Replacer, g guards) (*verifiers.Static, error) {
+	tokens := make([]verifiers.StaticToken, len(cfg.StaticTokens))
+	for i, st := range cfg.StaticTokens {
+		tokens[i] = verifiers.StaticToken{
+			Token:    repl.ReplaceKnown(st.Token, ""),
+			ClientID: st.ClientID,
+			Subject:  st.Subject,
+			Scopes:   st.Scopes,
+			Claims:   st.Claims,
+		}
+		if st.ExpiresAt != 0 {
+			tokens[i].ExpiresAt = time.Unix(st.ExpiresAt, 0)
+		}
+	}
+	if err := g.static(); err != nil {
+		return nil, err
+	}
+	return verifiers.NewStatic(tokens, false)
+}
+
+// keySource builds a policy's key source.
+func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sources) (verifiers.KeySource, error) {
+	k := p.keys
+	if k.count() > 1 {
+		return nil, errors.New("public_key, hmac_secret, jwks_uri and discover are mutually exclusive")
+	}
+	switch {
+	case k.PublicKey != "":
+		key, err := verifiers.LoadPublicKey(repl.ReplaceKnown(k.PublicKey, ""))
+		if err != nil {
+			return nil, err
+		}
+		return verifiers.NewStaticKey(key), nil
+	case k.HMACSecret != "":
+		return verifiers.NewStaticKey([]byte(repl.ReplaceKnown(k.HMACSecret, ""))), nil
+	}
+	opts := jwks.Options{
+		RefreshInterval: time.Duration(cfg.JWKSCacheTTL),
+		Timeout:         time.Duration(cfg.JWKSTimeout),
+		Throttle:        time.Duration(cfg.JWKSThrottle),
+	}
+	if k.JWKSURI != "" {
+		opts.URL = repl.ReplaceKnown(k.JWKSURI, "")
+		if err := g.endpoint("jwks_uri", opts.URL); err != nil {
+			return nil, err
+		}
+	} else {
+		if len(p.issuers) != 1 {
+			return nil, errors.New("discover needs exactly one issuer")
+		}
+		opts.Issuer = repl.ReplaceKnown(p.issuers[0], "")
+		if err := g.endpoint("discover: issuer", opts.Issuer); err != nil {
+			return nil, err
+		}
+	}
+	return src.jwks(opts)
+}
+
+// buildJWT builds a policy's verifier; errors of an issuer block name it.
+func (cfg *Config) buildJWT(p policy, repl *caddy.Replacer, g guards, src sources) (*verifiers.JWT, error) {
+	v, err := cfg.newJWT(p, repl, g, src)
+	if err != nil && p.block {
+		return nil, fmt.Errorf("issuer %s: %w", p.issuers[0], err)
+	}
+	return v, err
+}
+
+func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources) (*verifiers.JWT, error) {
+	keys, err := cfg.keySource(p, repl, g, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.audience("jwt", p.audiences); err != nil {
+		return nil, err
+	}
+	skew := verifiers.DefaultClockSkew
+	if cfg.ClockSkew != nil {
+		skew = time.Duration(*cfg.ClockSkew)
+	}
+	return verifiers.NewJWT(verifiers.JWTConfig{
+		Issuers:        replaceAll(repl, p.issuers),
+		Audiences:      replaceAll(repl, p.audiences),
+		Algorithms:     p.algorithms,
+		Keys:           keys,
+		ClockSkew:      skew,
+		TokenType:      cfg.TokenType,
+		RequiredScopes: p.requiredScopes,
+	})
+}
+
+// audiences are the accepted audiences of the top-level policy: the
+// configured ones, else the resource (RFC 8707: tokens bound to this MCP
+// server).
+func (cfg *Config) audiences() []string {
+	if len(cfg.Audiences) == 0 && cfg.Resource != "" {
+		return []string{cfg.Resource}
+	}
+	return cfg.Audiences
+}
+
+// metadata is the protected-resource description with its defaults:
+// authorization servers from the issuers, scopes_supported from every
+// scope the configuration requires.
+func (cfg *Config) metadata() ProtectedResource {
+	pr := cfg.ProtectedResource
+	if len(pr.AuthorizationServers) == 0 {
+		var servers []string
+		add := func(list ...string) {
+			for _, s := range list {
+				if s != "" && !slices.Contains(servers, s) && !hasPlaceholder(s) {
+					servers = append(servers, s)
+				}
+			}
+		}
+		add(cfg.Issuers...)
+		for _, ic := range cfg.IssuerConfigs {
+			add(ic.Issuer)
+		}
+		if cfg.Introspection != nil {
+			add(cfg.Introspection.Issuers...)
+		}
+		pr.AuthorizationServers = servers
+	}
+	if len(pr.ScopesSupported) == 0 {
+		var scopes []string
+		add := func(list []string) {
+			for _, s := range list {
+				if !slices.Contains(scopes, s) {
+					scopes = append(scopes, s)
+				}
+			}
+		}
+		add(cfg.RequiredScopes)
+		for _, ic := range cfg.IssuerConfigs {
+			add(ic.RequiredScopes)
+		}
+		if cfg.Introspection != nil {
+			add(cfg.Introspection.RequiredScopes)
+		}
+		for _, k := range slices.Sorted(maps.Keys(cfg.MethodScopes)) {
+			add(cfg.MethodScopes[k])
+		}
+		for _, k := range slices.Sorted(maps.Keys(cfg.ToolScopes)) {
+			add(cfg.ToolScopes[k])
+		}
+		pr.ScopesSupported = scopes
+	}
+	return pr
+}
+
+// orList returns list, or def when list is empty.
+func orList(list, def []string) []string {
+	if len(list) > 0 {
+		return list
+	}
+	return def
+}
+
+func replaceAll(repl *caddy.Replacer, in []string) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = repl.ReplaceKnown(s, "")
+	}
+	return out
+}
+
+// build makes the verified-token cache; nil when it is off.
+func (tc *TokenCacheConfig) build() (*verifiers.TokenCache, error) {
+	if tc == nil {
+		tc = &TokenCacheConfig{}
+	}
+	if tc.Disabled {
+		return nil, nil
+	}
+	if tc.Size < 0 || tc.TTL < 0 {
+		return nil, errors.New("token_cache: size and ttl must be positive")
+	}
+	size := cmp.Or(tc.Size, verifiers.DefaultTokenCacheSize)
+	ttl := cmp.Or(time.Duration(tc.TTL), verifiers.DefaultTokenCacheTTL)
+	return verifiers.NewTokenCache(size, ttl, nil)
+}
+
+// module is what the handler and the provider share: the configuration
+// and what provisioning built from it.
+type module struct {
+	Config
+	core *core
+}
+
+// Provision builds the verifiers.
+func (m *module) Provision(ctx caddy.Context) error {
+	m.core = new(core)
+	if err := m.provision(ctx, m.core); err != nil {
+		return fmt.Errorf("mcp_token: %w", err)
+	}
+	return nil
+}
+
+// Cleanup releases the shared JWKS caches, introspection clients and
+// limiters; Caddy also calls it after a failed Provision.
+func (m *module) Cleanup() error {
+	if m.core == nil {
+		return nil
+	}
+	return m.core.release()
+}

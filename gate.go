@@ -1,0 +1,365 @@
+package mcptoken
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+)
+
+// This file is everything one request goes through, in order:
+//
+//	check         (the handler)     authenticate (the provider)
+//	 1. no token in the query
+//	 2. the bearer token from Authorization ─┐
+//	 3. the verified-token cache             │ authenticate
+//	 4. the failed-attempt limiter (misses)  │
+//	 5. the verifiers; the cache remembers   │
+//	 6. the token removed from the request ──┘
+//	 7. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go)
+//
+// and the one place that turns an outcome into an HTTP answer (refuse),
+// a challenge (challenge), a log line (logRejection) and a metric.
+
+// outcome is what happened to one request.
+type outcome struct {
+	// accepted is the verified token with its placeholder values, from
+	// the cache or just verified; nil when the token was not accepted.
+	accepted *verifiers.CachedToken
+	// tok is the identity of a token whose signature verified but that a
+	// later rule refused (for logs); nil otherwise.
+	tok   *verifiers.AccessToken
+	token string        // the bearer token, for the log line's hash; never logged
+	kind  string        // the verifier that judged the token
+	took  time.Duration // time spent verifying; 0 on a cache hit
+	cache cacheResult
+	err   error
+}
+
+// cacheResult says what the verified-token cache did for a request.
+type cacheResult uint8
+
+const (
+	cacheOff cacheResult = iota // no cache, or the request never reached it
+	cacheHit
+	cacheMiss
+)
+
+// check runs every rule of the handler on the request.
+func (c *core) check(r *http.Request) (out outcome) {
+	defer func() { c.metrics.observe(out) }()
+	if hasQueryToken(r) {
+		return outcome{kind: verifiers.KindNone, err: verifiers.ErrTokenInQuery}
+	}
+	out = c.authenticate(r, true)
+	if out.err != nil {
+		return out
+	}
+	needed, err := c.inspect(r)
+	if err == nil && len(needed) > len(c.requiredScopes) {
+		err = verifiers.RequireScopes(out.accepted.Token, needed)
+	}
+	if err != nil {
+		c.logRejection(err, out.token, out.accepted.Token)
+		out.tok, out.err = out.accepted.Token, err
+	}
+	return out
+}
+
+// authenticate takes the bearer token and judges it: from the cache, else
+// (past the limiter when limit is set) by the verifiers. An accepted token
+// is removed from the request unless forward_token is set.
+func (c *core) authenticate(r *http.Request, limit bool) outcome {
+	token, err := bearerToken(r)
+	if err != nil {
+		c.logRejection(err, "", nil)
+		return outcome{kind: verifiers.KindNone, err: err}
+	}
+	out := outcome{accepted: c.tokens.Get(token), cache: cacheHit}
+	if out.accepted == nil {
+		// A cached token costs no verification and proves nothing is
+		// being guessed, so only misses meet the limiter: one broken
+		// client behind a shared address cannot lock out the others.
+		var addr string
+		if limit && c.limiter != nil {
+			addr = clientAddress(r)
+			if limited, retry := c.limiter.Limited(addr); limited {
+				return outcome{kind: verifiers.KindNone, err: &rateLimitError{retry: retry}}
+			}
+		}
+		out = c.verifyToken(r, token)
+		if c.tokens != nil {
+			out.cache = cacheMiss
+		}
+		if out.err != nil {
+			c.logRejection(out.err, token, out.tok)
+			if addr != "" && countsAsFailure(out.err) {
+				c.limiter.Fail(addr)
+			}
+			return out
+		}
+	}
+	out.kind, out.token = out.accepted.Kind, token
+	if !c.forwardToken {
+		r.Header.Del("Authorization")
+	}
+	return out
+}
+
+// verifyToken runs the verifiers and caches an accepted token with its
+// placeholder values.
+func (c *core) verifyToken(r *http.Request, token string) outcome {
+	start := time.Now()
+	tok, kind, err := c.verify(r, token)
+	out := outcome{kind: kind, took: time.Since(start), tok: tok, err: err}
+	if err == nil {
+		out.accepted = c.tokens.Put(token, kind, tok, newUserVars(tok))
+		out.tok = nil
+	}
+	return out
+}
+
+// verify runs the verifier, with its kind when it is a chain. r may be
+// nil (the CLI).
+func (c *core) verify(r *http.Request, token string) (*verifiers.AccessToken, string, error) {
+	ctx := context.Background()
+	if r != nil {
+		ctx = r.Context()
+	}
+	if chain, ok := c.verifier.(*verifiers.Chain); ok {
+		return chain.VerifyKind(ctx, token)
+	}
+	tok, err := c.verifier.Verify(ctx, token)
+	return tok, verifiers.KindNone, err
+}
+
+// hasQueryToken reports an access_token query parameter (RFC 6750 §2.3
+// is refused: URLs end up in logs and histories).
+func hasQueryToken(r *http.Request) bool {
+	return strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token")
+}
+
+// bearerToken extracts the bearer token from the Authorization header, the
+// only place a credential is taken from (RFC 6750 §2.1; never the query).
+func bearerToken(r *http.Request) (string, error) {
+	values := r.Header.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", verifiers.ErrMissingToken
+	case 1:
+	default:
+		return "", fmt.Errorf("%w: %d Authorization headers", verifiers.ErrBadRequest, len(values))
+	}
+	scheme, token, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", verifiers.ErrMissingToken // another scheme: no bearer credentials
+	}
+	token = strings.TrimLeft(token, " ")
+	if token == "" || !isB64Token(token) {
+		return "", fmt.Errorf("%w: malformed bearer token", verifiers.ErrBadRequest)
+	}
+	return token, nil
+}
+
+// isB64Token checks RFC 6750's b64token syntax:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	s = strings.TrimRight(s, "=")
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// clientAddress is Caddy's client IP (which honours trusted_proxies), else
+// the connection's remote address.
+func clientAddress(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// countsAsFailure: a presented token refused as invalid. A missing token
+// (MCP discovery starts that way), a missing scope and a technical failure
+// do not count.
+func countsAsFailure(err error) bool {
+	out := verifiers.Classify(err)
+	return out.Status == http.StatusUnauthorized && out.Code == "invalid_token"
+}
+
+// rateLimitError is ErrRateLimited with the time to wait.
+type rateLimitError struct{ retry time.Duration }
+
+func (e *rateLimitError) Error() string        { return fmt.Sprintf("rate limited for %s", e.retry) }
+func (e *rateLimitError) Is(target error) bool { return target == verifiers.ErrRateLimited }
+
+// isPreflight reports a CORS preflight request.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// userVarNames are the {http.auth.user.*} placeholders of an accepted
+// token, in the order of userVars.values.
+var userVarNames = [...]string{
+	"http.auth.user.id", "http.auth.user.client_id", "http.auth.user.sub", "http.auth.user.iss",
+	"http.auth.user.aud", "http.auth.user.scopes", "http.auth.user.exp", "http.auth.user.kid",
+}
+
+// userVars are a token's placeholder values, computed once per token and
+// kept with it in the token cache, so a hit builds nothing.
+type userVars struct {
+	values [len(userVarNames)]any
+	meta   map[string]string // the provider's caddyauth.User.Metadata; read-only
+}
+
+func newUserVars(tok *verifiers.AccessToken) *userVars {
+	meta := userMetadata(tok)
+	v := &userVars{meta: meta}
+	v.values[0] = tok.ClientID
+	for i, name := range userVarNames[1:] {
+		v.values[i+1] = meta[strings.TrimPrefix(name, "http.auth.user.")]
+	}
+	return v
+}
+
+// set puts the values in the request's replacer.
+func (v *userVars) set(repl *caddy.Replacer) {
+	for i, name := range userVarNames {
+		repl.Set(name, v.values[i])
+	}
+}
+
+// userMetadata is the identity exposed as {http.auth.user.*}. Every key is
+// always set (empty when absent): Caddy would otherwise forward an unset
+// placeholder's literal text.
+func userMetadata(tok *verifiers.AccessToken) map[string]string {
+	exp := ""
+	if !tok.ExpiresAt.IsZero() {
+		exp = strconv.FormatInt(tok.ExpiresAt.Unix(), 10)
+	}
+	return map[string]string{
+		"client_id": tok.ClientID,
+		"sub":       tok.Subject,
+		"iss":       tok.Issuer,
+		"aud":       strings.Join(tok.Audience, " "),
+		"scopes":    strings.Join(tok.Scopes, " "),
+		"exp":       exp,
+		"kid":       tok.KeyID,
+	}
+}
+
+// errorBody is the JSON body of a refusal.
+type errorBody struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+}
+
+// refuse writes the answer to a refused request: the one place where a
+// verification outcome becomes an HTTP response.
+func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	out := verifiers.Classify(err)
+	hdr := w.Header()
+	switch {
+	case out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden || out.Code == "invalid_request":
+		hdr.Set("WWW-Authenticate", c.challenge(r, err))
+	case out.Status == http.StatusServiceUnavailable:
+		hdr.Set("Retry-After", strconv.Itoa(5))
+	case out.Status == http.StatusTooManyRequests:
+		var rl *rateLimitError
+		if errors.As(err, &rl) {
+			hdr.Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.retry.Seconds()))))
+		}
+	}
+	if r.Header.Get("Origin") != "" {
+		// Browser clients must be able to read the challenge.
+		hdr.Set("Access-Control-Allow-Origin", "*")
+		hdr.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
+	}
+	code := out.Code
+	if code == "" {
+		code = out.Reason
+	}
+	body, _ := json.Marshal(errorBody{Error: code, ErrorDescription: out.Description})
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(out.Status)
+	_, _ = w.Write(body)
+}
+
+// challenge is the WWW-Authenticate value for a refusal (RFC 6750 §3,
+// RFC 9728 §5.1, MCP authorization): error and error_description only when
+// a token was presented; scope, the scopes this request needs, when known;
+// and resource_metadata, the URL of the protected-resource metadata.
+func (c *core) challenge(r *http.Request, err error) string {
+	out := verifiers.Classify(err)
+	var params []string
+	scopes := c.requiredScopes
+	var se *verifiers.ScopeError
+	if errors.As(err, &se) {
+		scopes = se.Required
+	}
+	if out.Code != "" {
+		params = append(params, param("error", out.Code), param("error_description", out.Description))
+	}
+	if len(scopes) > 0 {
+		params = append(params, param("scope", strings.Join(scopes, " ")))
+	}
+	params = append(params, param("resource_metadata", c.resource.MetadataURL(r)))
+	return "Bearer " + strings.Join(params, ", ")
+}
+
+func param(name, value string) string {
+	return name + "=" + strconv.Quote(value)
+}
+
+// logRejection writes the debug line of a refusal: the reason, a short
+// hash of the token (never the token) and the identity when known.
+func (c *core) logRejection(err error, token string, tok *verifiers.AccessToken) {
+	ce := c.logger.Check(zapcore.DebugLevel, "bearer token rejected")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{zap.String("reason", verifiers.Classify(err).Reason), zap.Error(err)}
+	if token != "" {
+		fields = append(fields, zap.String("token_hash", TokenHash(token)))
+	}
+	if tok != nil {
+		fields = append(fields, zap.String("client_id", tok.ClientID), zap.String("kid", tok.KeyID))
+	}
+	ce.Write(fields...)
+}
+
+// TokenHash is the short, non-reversible token fingerprint used in logs
+// to correlate requests: the first 8 bytes of SHA-256, in hex.
+func TokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:8])
+}

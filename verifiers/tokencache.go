@@ -1,0 +1,172 @@
+package verifiers
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// Token cache defaults.
+const (
+	DefaultTokenCacheSize = 10000
+	DefaultTokenCacheTTL  = 5 * time.Minute
+)
+
+// KeyPeeker is a KeySource that can tell, without fetching or waiting,
+// which key it would give now for a token signed with alg naming kid. The
+// token cache asks it on every hit, so that a key dropped or changed by a
+// refresh invalidates the tokens it verified.
+type KeyPeeker interface {
+	CurrentKey(alg *Algorithm, kid string) (any, bool)
+}
+
+// keyBinding records how a JWT was verified: the key source, the
+// algorithm, the kid and the key. JWT.Verify attaches it to the token.
+type keyBinding struct {
+	keys KeySource
+	alg  *Algorithm
+	kid  string
+	key  any
+	// the token's validity, the clock skew applied
+	notBefore, notAfter time.Time
+}
+
+// current reports whether the key source would still verify the token
+// with the same key.
+func (b *keyBinding) current() bool {
+	switch ks := b.keys.(type) {
+	case StaticKey:
+		return true // a static key never changes within a configuration
+	case KeyPeeker:
+		key, ok := ks.CurrentKey(b.alg, b.kid)
+		return ok && sameKey(key, b.key)
+	}
+	return false
+}
+
+// sameKey compares two verification keys by value.
+func sameKey(a, b any) bool {
+	if sa, ok := a.([]byte); ok {
+		sb, ok := b.([]byte)
+		return ok && bytes.Equal(sa, sb)
+	}
+	if ea, ok := a.(interface{ Equal(crypto.PublicKey) bool }); ok {
+		return ea.Equal(b)
+	}
+	return false
+}
+
+// CachedToken is a verified token as the cache keeps it: the identity,
+// which verifier judged it, and whatever the caller derived from it once
+// (Extra: placeholder values), so a hit rebuilds nothing.
+type CachedToken struct {
+	Token *AccessToken
+	Kind  string
+	Extra any
+
+	binding *keyBinding
+	expires time.Time // min(exp+skew, added+ttl)
+}
+
+// TokenCache remembers verified JWTs, keyed by the SHA-256 of the token
+// (the raw token is never stored), in a bounded LRU. An entry is served
+// until the earliest of the token's exp (with the clock skew), the TTL,
+// and a change of the key that verified it; nbf and exp are checked
+// against the clock on every hit. Only tokens verified with a key binding
+// (JWT verification) are cached: static tokens are a constant-time lookup
+// already, and introspection has its own cache. Per-request rules (method
+// and tool scopes) are never cached: callers evaluate them on every hit.
+type TokenCache struct {
+	lru          *lru.Cache[[sha256.Size]byte, *CachedToken]
+	ttl          time.Duration
+	now          func() time.Time
+	hits, misses atomic.Int64
+}
+
+// NewTokenCache returns a cache of at most size entries kept at most ttl.
+// now is the clock (nil: time.Now).
+func NewTokenCache(size int, ttl time.Duration, now func() time.Time) (*TokenCache, error) {
+	if size <= 0 || ttl <= 0 {
+		return nil, errors.New("token cache: size and ttl must be positive")
+	}
+	l, err := lru.New[[sha256.Size]byte, *CachedToken](size)
+	if err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &TokenCache{lru: l, ttl: ttl, now: now}, nil
+}
+
+// TokenKey is the cache key of a token: its SHA-256.
+func TokenKey(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+
+// Get returns the cached verification of token, or nil. A stale entry
+// (expired, not yet valid, or whose key changed) is removed.
+func (c *TokenCache) Get(token string) *CachedToken {
+	if c == nil {
+		return nil
+	}
+	key := TokenKey(token)
+	e, ok := c.lru.Get(key)
+	if !ok {
+		c.misses.Add(1)
+		return nil
+	}
+	now := c.now()
+	if !now.Before(e.expires) || now.Before(e.binding.notBefore) || !e.binding.current() {
+		c.lru.Remove(key)
+		c.misses.Add(1)
+		return nil
+	}
+	c.hits.Add(1)
+	return e
+}
+
+// Put caches a token the verifiers accepted, with extra (see CachedToken).
+// Tokens verified without a key binding are not cached. It returns the
+// entry, which the caller may use as a hit's.
+func (c *TokenCache) Put(token string, kind string, tok *AccessToken, extra any) *CachedToken {
+	e := &CachedToken{Token: tok, Kind: kind, Extra: extra}
+	if c == nil || tok == nil || tok.binding == nil {
+		return e
+	}
+	now := c.now()
+	e.binding = tok.binding
+	e.expires = now.Add(c.ttl)
+	if !tok.binding.notAfter.IsZero() && tok.binding.notAfter.Before(e.expires) {
+		e.expires = tok.binding.notAfter
+	}
+	if now.Before(e.expires) {
+		c.lru.Add(TokenKey(token), e)
+	}
+	return e
+}
+
+// TokenCacheStats are a cache's counters.
+type TokenCacheStats struct {
+	Hits, Misses int64
+	Len          int
+}
+
+// Stats returns the counters and the current size.
+func (c *TokenCache) Stats() TokenCacheStats {
+	if c == nil {
+		return TokenCacheStats{}
+	}
+	return TokenCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Len: c.lru.Len()}
+}
+
+// Keys returns the cache's keys (token digests), for tests and tools.
+func (c *TokenCache) Keys() [][sha256.Size]byte {
+	if c == nil {
+		return nil
+	}
+	return c.lru.Keys()
+}
