@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -321,56 +319,6 @@ func (cfg *Config) audiences() []string {
 		return []string{cfg.Resource}
 	}
 	return cfg.Audiences
-}
-
-// metadata is the protected-resource description with its defaults:
-// authorization servers from the issuers, scopes_supported from every
-// scope the configuration requires.
-func (cfg *Config) metadata() ProtectedResource {
-	pr := cfg.ProtectedResource
-	if len(pr.AuthorizationServers) == 0 {
-		var servers []string
-		add := func(list ...string) {
-			for _, s := range list {
-				if s != "" && !slices.Contains(servers, s) && !hasPlaceholder(s) {
-					servers = append(servers, s)
-				}
-			}
-		}
-		add(cfg.Issuers...)
-		for _, ic := range cfg.IssuerConfigs {
-			add(ic.Issuer)
-		}
-		if cfg.Introspection != nil {
-			add(cfg.Introspection.Issuers...)
-		}
-		pr.AuthorizationServers = servers
-	}
-	if len(pr.ScopesSupported) == 0 {
-		var scopes []string
-		add := func(list []string) {
-			for _, s := range list {
-				if !slices.Contains(scopes, s) {
-					scopes = append(scopes, s)
-				}
-			}
-		}
-		add(cfg.RequiredScopes)
-		for _, ic := range cfg.IssuerConfigs {
-			add(ic.RequiredScopes)
-		}
-		if cfg.Introspection != nil {
-			add(cfg.Introspection.RequiredScopes)
-		}
-		for _, k := range slices.Sorted(maps.Keys(cfg.MethodScopes)) {
-			add(cfg.MethodScopes[k])
-		}
-		for _, k := range slices.Sorted(maps.Keys(cfg.ToolScopes)) {
-			add(cfg.ToolScopes[k])
-		}
-		pr.ScopesSupported = scopes
-	}
-	return pr
 }
 
 // orList returns list, or def when list is empty.

@@ -2,8 +2,10 @@ package mcptoken
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -114,6 +116,56 @@ func (p *ProtectedResource) document(r *http.Request) map[string]any {
 		doc["resource_documentation"] = p.ResourceDocumentation
 	}
 	return doc
+}
+
+// metadata is the protected-resource description with its defaults:
+// authorization servers from the issuers, scopes_supported from every
+// scope the configuration requires.
+func (cfg *Config) metadata() ProtectedResource {
+	pr := cfg.ProtectedResource
+	if len(pr.AuthorizationServers) == 0 {
+		var servers []string
+		add := func(list ...string) {
+			for _, s := range list {
+				if s != "" && !slices.Contains(servers, s) && !hasPlaceholder(s) {
+					servers = append(servers, s)
+				}
+			}
+		}
+		add(cfg.Issuers...)
+		for _, ic := range cfg.IssuerConfigs {
+			add(ic.Issuer)
+		}
+		if cfg.Introspection != nil {
+			add(cfg.Introspection.Issuers...)
+		}
+		pr.AuthorizationServers = servers
+	}
+	if len(pr.ScopesSupported) == 0 {
+		var scopes []string
+		add := func(list []string) {
+			for _, s := range list {
+				if !slices.Contains(scopes, s) {
+					scopes = append(scopes, s)
+				}
+			}
+		}
+		add(cfg.RequiredScopes)
+		for _, ic := range cfg.IssuerConfigs {
+			add(ic.RequiredScopes)
+		}
+		if cfg.Introspection != nil {
+			add(cfg.Introspection.RequiredScopes)
+		}
+		for _, k := range slices.Sorted(maps.Keys(cfg.MethodScopes)) {
+			add(cfg.MethodScopes[k])
+		}
+		for _, k := range slices.Sorted(maps.Keys(cfg.ToolScopes)) {
+			add(cfg.ToolScopes[k])
+		}
+		pr.ScopesSupported = scopes
+	}
+	return pr
 }
 
 // MetadataHandler serves RFC 9728 OAuth protected-resource metadata, with
