@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -340,5 +342,60 @@ func TestE2EProviderJSON(t *testing.T) {
 	resp, _ = post(t, e2eBase+"/mcp", noScope, toolsList)
 	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
 		t.Fatalf("missing scope through the provider: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+// TestE2EProviderOutage: with its JWKS endpoint down, the provider inside
+// a real Caddy answers valid tokens 401 with a challenge MCP clients can
+// follow, and logs the outage once (WARN), not an ERROR line per request.
+func TestE2EProviderOutage(t *testing.T) {
+	key := devtools.MustGenerateKey("RS256")
+	jwksSrv := devtools.NewJWKSServer(key)
+	defer jwksSrv.Close()
+	jwksSrv.Fail(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusInternalServerError) })
+	rec, addr := startBackend(t)
+	logPath := filepath.Join(t.TempDir(), "provider-outage.log")
+	cfg := fmt.Sprintf(`{
+	"admin": {"listen": "localhost:2999"},
+	"logging": {"logs": {"default": {"level": "DEBUG", "writer": {"output": "file", "filename": %q}}}},
+	"apps": {"http": {"http_port": 9080, "servers": {"srv0": {
+		"listen": [":9080"],
+		"automatic_https": {"disable": true},
+		"routes": [{"handle": [
+			{"handler": "authentication", "providers": {"mcp_token": {
+				"jwks_uri": %q, "audiences": ["mcp-api"], "jwks_timeout": "500ms"}}},
+			{"handler": "reverse_proxy", "upstreams": [{"dial": %q}]}
+		]}]
+	}}}}
+}`, logPath, jwksSrv.JWKSURL(), addr)
+	startCaddy(t, cfg, "json")
+	good := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}})
+	for i := 0; i < 30; i++ {
+		resp, _ := post(t, e2eBase+"/mcp", good, toolsList)
+		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`) {
+			t.Fatalf("request %d during the outage: %d %q", i, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if rec.Count() != 0 {
+		t.Fatalf("the backend received %d requests during the outage", rec.Count())
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), good) || strings.Contains(string(data), good[:40]) {
+		t.Fatal("the token reached the log")
+	}
+	var errorLines, verifyWarns int
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, `"level":"error"`) {
+			errorLines++
+		}
+		if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, "token verification failed") {
+			verifyWarns++
+		}
+	}
+	if errorLines != 0 || verifyWarns != 1 {
+		t.Fatalf("30 requests during the outage logged %d ERROR lines and %d 'token verification failed' WARN lines; want 0 and 1", errorLines, verifyWarns)
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -120,11 +122,11 @@ func TestProviderAuthenticate(t *testing.T) {
 		{"missing", fakeVerifier{tok: good}, "", false, false, "Bearer"},
 		{"bad token is not an error", fakeVerifier{err: verifiers.ErrBadSignature}, "Bearer t", false, false, `Bearer error="invalid_token", error_description="Token signature verification failed"`},
 		{"scope is a 401 challenge here", fakeVerifier{err: &verifiers.ScopeError{Required: []string{"a"}}}, "Bearer t", false, false, `Bearer error="insufficient_scope", error_description="Insufficient scope", scope="a"`},
-		{"technical failure is an error", fakeVerifier{err: verifiers.ErrUnavailable}, "Bearer t", false, true, ""},
+		{"technical failure is a challenged 401, not an error", fakeVerifier{err: verifiers.ErrUnavailable}, "Bearer t", false, false, "Bearer"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &Authenticator{module{core: &core{verifier: tc.v, logger: zap.NewNop(), maxBody: DefaultMaxBody}}}
+			a := &Authenticator{module: module{core: &core{verifier: tc.v, logger: zap.NewNop(), maxBody: DefaultMaxBody}}}
 			var r *http.Request
 			if tc.auth != "" {
 				r = newRequest(tc.auth)
@@ -151,6 +153,44 @@ func TestProviderAuthenticate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProviderOutageLogging: during an outage the provider writes one
+// WARN line per failure streak (not one ERROR per request), and one INFO
+// line when verification works again.
+func TestProviderOutageLogging(t *testing.T) {
+	obs, logs := observer.New(zap.DebugLevel)
+	v := &switchVerifier{err: fmt.Errorf("%w: jwks down", verifiers.ErrUnavailable)}
+	a := &Authenticator{module: module{core: &core{verifier: v, logger: zap.NewNop(), maxBody: DefaultMaxBody}},
+		outage: streak.New(zap.New(obs), "token verification")}
+	for i := 0; i < 50; i++ {
+		w := httptest.NewRecorder()
+		if _, authed, err := a.Authenticate(w, newRequest("Bearer t")); authed || err != nil {
+			t.Fatalf("outage request %d: authed=%v err=%v", i, authed, err)
+		}
+		if !strings.Contains(w.Header().Get("WWW-Authenticate"), "resource_metadata=") {
+			t.Fatalf("no challenge during the outage: %q", w.Header().Get("WWW-Authenticate"))
+		}
+	}
+	v.err, v.tok = nil, &verifiers.AccessToken{ClientID: "c1"}
+	if _, authed, _ := a.Authenticate(httptest.NewRecorder(), newRequest("Bearer t")); !authed {
+		t.Fatal("not accepted after recovery")
+	}
+	warn, info := logs.FilterLevelExact(zap.WarnLevel).Len(), logs.FilterLevelExact(zap.InfoLevel).Len()
+	if warn != 1 || info != 1 || logs.FilterLevelExact(zap.ErrorLevel).Len() != 0 {
+		t.Fatalf("50 failures then a success logged %d WARN, %d INFO, %d ERROR lines; want 1, 1, 0",
+			warn, info, logs.FilterLevelExact(zap.ErrorLevel).Len())
+	}
+}
+
+// switchVerifier is a fakeVerifier whose answer a test changes.
+type switchVerifier struct {
+	tok *verifiers.AccessToken
+	err error
+}
+
+func (s *switchVerifier) Verify(context.Context, string) (*verifiers.AccessToken, error) {
+	return s.tok, s.err
 }
 
 func TestProvisionProduction(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// Logger tracks one dependency's failure streak. The zero value with a nil
-// logger logs nothing.
+// Logger tracks one dependency's failure streak. A nil *Logger logs
+// nothing.
 type Logger struct {
 	log     *zap.Logger
 	what    string
@@ -28,6 +28,9 @@ func New(log *zap.Logger, what string) *Logger {
 
 // Failure records a failure: WARN at the start of a streak, DEBUG after.
 func (s *Logger) Failure(err error, fields ...zap.Field) {
+	if s == nil {
+		return
+	}
 	level := zap.DebugLevel
 	if !s.failing.Swap(true) {
 		level = zap.WarnLevel
@@ -39,7 +42,7 @@ func (s *Logger) Failure(err error, fields ...zap.Field) {
 
 // Success records a success, logging the end of a streak at INFO.
 func (s *Logger) Success(fields ...zap.Field) {
-	if s.failing.Swap(false) {
+	if s != nil && s.failing.Swap(false) {
 		s.log.Info(s.what+" recovered", fields...)
 	}
 }
