@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -42,6 +44,9 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		}
 		cfg = &eff
 	}
+	if err := cfg.checkScopes(); err != nil {
+		return err
+	}
 	c.logger = ctx.Logger()
 	if err := c.provisionMetrics(ctx); err != nil {
 		return err
@@ -72,8 +77,58 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		c.logger.Warn("static tokens are configured: for DEVELOPMENT ONLY, never in production",
 			zap.Int("count", len(cfg.StaticTokens)))
 	}
-	if chain.JWT != nil && len(cfg.Audiences) == 0 && len(cfg.IssuerConfigs) == 0 {
-		c.logger.Warn("no audience configured: tokens issued for any service are accepted")
+	for _, w := range cfg.audienceWarnings() {
+		c.logger.Warn(w)
+	}
+	return nil
+}
+
+// audienceWarnings names each verifier that enforces no audience (a token
+// the same issuer minted for any other service would pass). resource
+// counts as the top-level audience, since it is enforced as one.
+func (cfg *Config) audienceWarnings() []string {
+	var out []string
+	ps, _ := cfg.policies()
+	for _, p := range ps {
+		if len(p.audiences) > 0 {
+			continue
+		}
+		who := "JWT verification"
+		if p.block {
+			who = "issuer " + p.issuers[0]
+		}
+		out = append(out, who+": no audience configured: tokens issued for any service are accepted (set audience, or resource)")
+	}
+	if ic := cfg.Introspection; ic != nil && len(orList(ic.Audiences, cfg.audiences())) == 0 {
+		out = append(out, "introspection: no audience configured: active tokens issued for any service are accepted (set audience, or resource)")
+	}
+	return out
+}
+
+// checkScopes applies checkScope to every scope of the configuration, for
+// JSON configs (the Caddyfile parser checks them as it reads them).
+func (cfg *Config) checkScopes() error {
+	lists := map[string][]string{"required_scopes": cfg.RequiredScopes, "scopes_supported": cfg.ScopesSupported}
+	for name, rules := range map[string]map[string][]string{"method_scopes": cfg.MethodScopes, "tool_scopes": cfg.ToolScopes} {
+		for k, v := range rules {
+			lists[name+" "+k] = v
+		}
+	}
+	for _, ic := range cfg.IssuerConfigs {
+		lists["issuer "+ic.Issuer+": required_scopes"] = ic.RequiredScopes
+	}
+	if cfg.Introspection != nil {
+		lists["introspection: required_scopes"] = cfg.Introspection.RequiredScopes
+	}
+	for i, st := range cfg.StaticTokens {
+		lists[fmt.Sprintf("static token %d: scopes", i+1)] = st.Scopes
+	}
+	for _, name := range slices.Sorted(maps.Keys(lists)) {
+		for _, s := range lists[name] {
+			if err := checkScope(s); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
 	}
 	return nil
 }

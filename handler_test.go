@@ -303,3 +303,50 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 	}
 	<-cache.Done()
 }
+
+// TestAudienceWarnings: the start-up warning names what enforces no
+// audience, and is silent when resource stands in for the audience.
+func TestAudienceWarnings(t *testing.T) {
+	key := KeyConfig{JWKSURI: "https://idp.example/jwks"}
+	cases := []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"audience set", Config{KeyConfig: key, Audiences: []string{"a"}}, nil},
+		{"resource enforced as the audience", Config{KeyConfig: key, ProtectedResource: ProtectedResource{Resource: "https://mcp.example/mcp"}}, nil},
+		{"nothing enforced", Config{KeyConfig: key}, []string{"JWT verification: no audience configured"}},
+		{"an issuer block without audience", Config{IssuerConfigs: []IssuerConfig{
+			{Issuer: "https://a", KeyConfig: key, Audiences: []string{"x"}},
+			{Issuer: "https://b", KeyConfig: key}}}, []string{"issuer https://b: no audience configured"}},
+		{"introspection without audience", Config{Introspection: &IntrospectionConfig{URL: "https://as/i", ClientID: "c"}}, []string{"introspection: no audience configured"}},
+		{"introspection with resource", Config{Introspection: &IntrospectionConfig{URL: "https://as/i", ClientID: "c"}, ProtectedResource: ProtectedResource{Resource: "https://mcp.example/mcp"}}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.cfg.audienceWarnings()
+			if len(got) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tc.want))
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tc.want[i]) {
+					t.Fatalf("warning %q, want prefix %q", got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestProvisionRefusesCommaScopes: JSON configs get the Caddyfile's
+// comma check at start.
+func TestProvisionRefusesCommaScopes(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{module{Config: Config{StaticTokens: []StaticToken{{Token: "t", ClientID: "c"}},
+		ToolScopes: map[string][]string{"deploy": {"deploy:write,admin"}}}}}
+	err := h.Provision(ctx)
+	defer h.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), `tool_scopes deploy: scope "deploy:write,admin" contains a comma: scopes are space-separated`) {
+		t.Fatalf("got %v", err)
+	}
+}
