@@ -350,3 +350,48 @@ func TestProvisionRefusesCommaScopes(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestPlaceholderErrors: a value that comes from a placeholder is named by
+// its option and placeholder text (never its value), and an empty one says
+// which variable is unset.
+func TestPlaceholderErrors(t *testing.T) {
+	t.Setenv("MCP_TEST_SHORT_SECRET", "short-secret-value")
+	t.Setenv("MCP_TEST_EMPTY", "")
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"empty env secret", Config{KeyConfig: KeyConfig{HMACSecret: "{env.MCP_TEST_UNSET_VAR}"}},
+			"hmac_secret {env.MCP_TEST_UNSET_VAR}: resolves to an empty value (the environment variable MCP_TEST_UNSET_VAR is unset or empty)"},
+		{"short env secret", Config{KeyConfig: KeyConfig{HMACSecret: "{env.MCP_TEST_SHORT_SECRET}"}},
+			"hmac_secret {env.MCP_TEST_SHORT_SECRET}: HMAC key for HS256 must be at least 32 bytes (got 18)"},
+		{"empty env public key", Config{KeyConfig: KeyConfig{PublicKey: "{env.MCP_TEST_EMPTY}"}},
+			"public_key {env.MCP_TEST_EMPTY}: resolves to an empty value (the environment variable MCP_TEST_EMPTY is unset or empty)"},
+		{"garbage public key from env", Config{KeyConfig: KeyConfig{PublicKey: "{env.MCP_TEST_SHORT_SECRET}"}},
+			"public_key {env.MCP_TEST_SHORT_SECRET}: "},
+		{"missing file", Config{KeyConfig: KeyConfig{PublicKey: "{file./nonexistent/mcp-key.pem}"}},
+			"public_key {file./nonexistent/mcp-key.pem}: resolves to an empty value (the file /nonexistent/mcp-key.pem is missing or empty)"},
+		{"empty jwks_uri", Config{KeyConfig: KeyConfig{JWKSURI: "{env.MCP_TEST_EMPTY}"}},
+			"jwks_uri {env.MCP_TEST_EMPTY}: resolves to an empty value"},
+		{"empty introspection secret", Config{Introspection: &IntrospectionConfig{URL: "https://as.example/i", ClientID: "c", ClientSecret: "{env.MCP_TEST_EMPTY}"}},
+			"client_secret {env.MCP_TEST_EMPTY}: resolves to an empty value"},
+		{"empty static token", Config{StaticTokens: []StaticToken{{Token: "{env.MCP_TEST_EMPTY}", ClientID: "c"}}},
+			"static token 1 {env.MCP_TEST_EMPTY}: resolves to an empty value"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			h := &Handler{module{Config: tc.cfg}}
+			err := h.Provision(ctx)
+			defer h.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want %q, got %v", tc.want, err)
+			}
+			if strings.Contains(err.Error(), "short-secret-value") {
+				t.Fatal("the error echoes the secret")
+			}
+		})
+	}
+}
