@@ -229,6 +229,12 @@ func (c *Config) checkParsed(p *parseState) error {
 		if hasPlaceholder(probeIC.URL) {
 			probeIC.URL = "https://placeholder.invalid/introspect"
 		}
+		if hasPlaceholder(probeIC.ClientID) {
+			probeIC.ClientID = "placeholder-client"
+		}
+		if hasPlaceholder(probeIC.ClientSecret) {
+			probeIC.ClientSecret = "placeholder-secret" // its value is checked at start
+		}
 		probe.Introspection = &probeIC
 	}
 	repl := caddy.NewReplacer()
