@@ -2,9 +2,15 @@ package mcprpc
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FuzzParse: any body is parsed or refused, never a panic; a parsed body
@@ -89,6 +95,82 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("name %q, encoding/json reads %q: %q", calls[i].Name, name, body)
 				}
 			}
+		}
+	})
+}
+
+// FuzzCheckContentType: never a panic; whatever it accepts is, up to case
+// and blanks, application/json with at most charset=utf-8, and identity
+// encoding only; and the TypeScript SDK's own test (the header contains
+// application/json) agrees.
+func FuzzCheckContentType(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"application/json", ""}, {"application/json; charset=utf-8", "identity"}, {`application/json;charset="UTF-8"`, ""},
+		{"application/json; charset=utf-7", ""}, {"application/*+json", ""}, {"text/plain; x=application/json", ""},
+		{"application/json; charset*=utf-8''utf-7", ""}, {"application/json", "gzip"}, {"application/json", "identity, br"},
+		{"Application/JSON ; Charset=UTF-8", "IDENTITY"}, {"", ""},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, ct, ce string) {
+		h := http.Header{}
+		if ct != "" {
+			h.Set("Content-Type", ct)
+		}
+		if ce != "" {
+			h.Set("Content-Encoding", ce)
+		}
+		err := CheckContentType(h)
+		if err != nil {
+			if !errors.Is(err, ErrUnsupportedMediaType) {
+				t.Fatalf("error not wrapping ErrUnsupportedMediaType: %v", err)
+			}
+			return
+		}
+		norm := strings.ToLower(strings.NewReplacer(" ", "", "\t", "").Replace(ct))
+		norm = strings.TrimSuffix(norm, ";")
+		switch norm {
+		case "application/json", "application/json;charset=utf-8", `application/json;charset="utf-8"`:
+		default:
+			t.Fatalf("accepted Content-Type %q", ct)
+		}
+		if !strings.Contains(strings.ToLower(ct), "application/json") {
+			t.Fatalf("the TypeScript SDK would refuse %q", ct)
+		}
+		if rest := strings.NewReplacer(" ", "", "\t", "", "identity", "", ",", "").Replace(strings.ToLower(ce)); rest != "" {
+			t.Fatalf("accepted Content-Encoding %q", ce)
+		}
+	})
+}
+
+// FuzzDecodeHeaderValue: never a panic; a decoded value is UTF-8 without
+// control characters; a plain value comes back unchanged; an encoded one
+// is the one canonical encoding of what it decodes to.
+func FuzzDecodeHeaderValue(f *testing.F) {
+	for _, seed := range []string{"get_weather", "=?base64?SGVsbG8sIOS4lueVjA==?=", "=?base64?IHBhZGRlZCA=?=", "=?BASE64?SGVsbG8=?=",
+		"=?base64?=", "=?base64??=", "=?base64?SGVsbG9=?=", "=?base64?bGluZTEKbGluZTI=?=", "a\tb", "déployer", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, err := DecodeHeaderValue(v)
+		if err != nil {
+			if !errors.Is(err, ErrBadHeaderValue) || got != "" {
+				t.Fatalf("%q: %q %v", v, got, err)
+			}
+			return
+		}
+		if !utf8.ValidString(got) || strings.IndexFunc(got, unicode.IsControl) >= 0 {
+			t.Fatalf("%q decoded to %q", v, got)
+		}
+		enc, wrapped := strings.CutPrefix(v, "=?base64?")
+		if wrapped {
+			enc, wrapped = strings.CutSuffix(enc, "?=")
+		}
+		if !wrapped && got != v {
+			t.Fatalf("plain %q changed to %q", v, got)
+		}
+		if wrapped && base64.StdEncoding.EncodeToString([]byte(got)) != enc {
+			t.Fatalf("%q is not the canonical encoding of %q", v, got)
 		}
 	})
 }
