@@ -245,3 +245,40 @@ func TestEncodingJSONReadsCaseVariants(t *testing.T) {
 		t.Fatalf("encoding/json read %+v", m)
 	}
 }
+
+// Parsers are pooled: concurrent calls, and a call after a failed one,
+// must not see each other's state.
+func TestParseConcurrentAndAfterFailure(t *testing.T) {
+	good := func(i int) string {
+		return `{"id":` + strings.Repeat("1", i%5+1) + `,"method":"tools/call","params":{"name":"t` + strings.Repeat("x", i%7) + `","arguments":{"a":1}}}`
+	}
+	bad := []string{`{"method":"a"}}x`, `{"method":"a","method":"b"}`, `[{"method":"a"},`, "\xff", `{"Method":"a"}`}
+	done := make(chan error)
+	for g := range 8 {
+		go func() {
+			for i := range 300 {
+				if i%3 == 0 {
+					if _, _, err := Parse([]byte(bad[(g+i)%len(bad)]), Options{DecodeArguments: true}); err == nil {
+						done <- errors.New("a bad body passed")
+						return
+					}
+					continue
+				}
+				body := []byte(good(g + i))
+				calls, _, err := Parse(body, Options{RawArguments: true})
+				wantName := "t" + strings.Repeat("x", (g+i)%7)
+				wantID := strings.Repeat("1", (g+i)%5+1)
+				if err != nil || calls[0].Name != wantName || string(calls[0].ID) != wantID || string(calls[0].RawArguments) != `{"a":1}` {
+					done <- errors.New("wrong result: " + string(body))
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
