@@ -33,8 +33,9 @@ var ErrMalformed = errors.New("malformed JSON-RPC body")
 type Call struct {
 	// Method is method; "" for a response, or when method is null.
 	Method string
-	// Name is params.name, else params.uri (the first of the two that is
-	// a string or null; null reads as ""), when params is an object.
+	// Name is params.name when it is a string or null, else params.uri
+	// when it is (null reads as ""), when params is an object; names of
+	// other types are ignored.
 	Name string
 	// ID is the raw JSON text of id (for the id of an error answer); nil
 	// when absent.
