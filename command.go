@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -32,10 +33,16 @@ import (
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "mcp-token",
-		Usage: "keygen|mint|inspect|verify|jwks",
-		Short: "Tools for mcp_token: keys, tokens, offline checks, JWKS diagnosis",
-		Long: `
+		Name:      "mcp-token",
+		Usage:     "keygen|mint|inspect|verify|jwks",
+		Short:     "Tools for mcp_token: keys, tokens, offline checks, JWKS diagnosis",
+		Long:      mcpTokenLong,
+		CobraFunc: addMCPTokenCommands,
+	})
+}
+
+// mcpTokenLong is the long help of `caddy mcp-token`.
+const mcpTokenLong = `
 Tools for the mcp_token module:
 
   keygen   generate a key pair (private PEM, public PEM, JWKS) or an HMAC secret
@@ -50,10 +57,7 @@ For scripts: results go to stdout, warnings and errors to stderr; inspect,
 verify, keygen and jwks take --json; a TOKEN argument of - is read from
 stdin (keeping it out of shell history and ps), and a leading "Bearer " is
 removed. Exit status: 0 accepted (or done), 1 refused, 2 usage or
-configuration error.`,
-		CobraFunc: addMCPTokenCommands,
-	})
-}
+configuration error.`
 
 // Exit statuses of caddy mcp-token, so that a script can tell a refused
 // token from a mistake in the command or the configuration.
@@ -284,6 +288,7 @@ key), 1 when it would not (unreachable, not a JWK Set, no usable key),
 	jwksCmd.Flags().Duration("timeout", jwks.DefaultTimeout, "timeout of each HTTP request")
 	jwksCmd.Flags().Bool("json", false, "print the result as JSON")
 
+	cmd.Long = mcpTokenLong
 	cmd.Example = `  caddy mcp-token keygen --alg ES256 --out ./keys
   caddy mcp-token mint --key ./keys/private.pem --aud mcp-api | caddy mcp-token verify -c Caddyfile -
   caddy mcp-token jwks https://accounts.example.com`
@@ -325,8 +330,8 @@ func readToken(cmd *cobra.Command, arg string) (string, error) {
 	if name, rest, ok := strings.Cut(tok, ":"); ok && strings.EqualFold(strings.TrimSpace(name), "authorization") {
 		tok = strings.TrimSpace(rest)
 	}
-	if len(tok) > 7 && strings.EqualFold(tok[:7], "bearer ") {
-		tok = strings.TrimSpace(tok[7:])
+	if f := strings.Fields(tok); len(f) > 0 && strings.EqualFold(f[0], "bearer") {
+		tok = strings.TrimSpace(tok[len(f[0]):])
 	}
 	if tok == "" {
 		return "", usagef("the token is empty")
@@ -669,7 +674,7 @@ func runVerify(cmd *cobra.Command, a []string) error {
 			orderByCaddyfile(found, sites)
 		}
 	}
-	ctx, cancel, err := cliContext()
+	ctx, cancel, err := cliContext(cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -722,13 +727,14 @@ func printVerify(w io.Writer, results []verifyResult) {
 
 // cliContext is a Caddy context for provisioning mcp_token outside a
 // server: its logs (the config's warnings, JWKS trouble) are plain lines
-// on stderr, WARN and above, without timestamps or stack traces. A context
-// with no config would log through zap's development logger, which adds a
-// Go stack trace to every warning. This replaces Caddy's default logger,
-// as loading any config does.
-func cliContext() (caddy.Context, context.CancelFunc, error) {
+// on w, WARN and above, without timestamps or stack traces. (A context with
+// no config would log through zap's development logger, which adds a Go
+// stack trace to every warning.) Like loading any config, this replaces
+// Caddy's default logger.
+func cliContext(w io.Writer) (caddy.Context, context.CancelFunc, error) {
+	cliLogs.set(w)
 	var logging caddy.Logging
-	const cfg = `{"logs": {"default": {"level": "WARN", "writer": {"output": "stderr"},
+	const cfg = `{"logs": {"default": {"level": "WARN", "writer": {"output": "mcp_token_cli"},
 		"encoder": {"format": "console", "time_key": "", "caller_key": "", "stacktrace_key": "", "level_format": "upper"}}}}`
 	if err := json.Unmarshal([]byte(cfg), &logging); err != nil {
 		return caddy.Context{}, nil, err
@@ -737,10 +743,64 @@ func cliContext() (caddy.Context, context.CancelFunc, error) {
 	if err != nil {
 		return caddy.Context{}, nil, fmt.Errorf("setting up logs: %w", err)
 	}
-	// Cancelling the child runs base's cleanup too (closing the log writer).
 	ctx, cancel := caddy.NewContext(base)
-	return ctx, cancel, nil
+	return ctx, func() { cancel(); cliLogs.set(nil) }, nil
 }
+
+func init() {
+	caddy.RegisterModule(CLILogWriter{})
+}
+
+// CLILogWriter writes logs to the standard error of the running
+// `caddy mcp-token` command (to the process's stderr otherwise). It exists
+// for the CLI's own logs: configs have no use for it.
+type CLILogWriter struct{}
+
+// CaddyModule returns the Caddy module information.
+func (CLILogWriter) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "caddy.logging.writers.mcp_token_cli",
+		New: func() caddy.Module { return new(CLILogWriter) },
+	}
+}
+
+func (CLILogWriter) String() string { return "mcp-token command stderr" }
+
+// WriterKey is the key of Caddy's stderr writer, the place this one
+// writes to when no command runs: Caddy announces, at INFO, a change of
+// the default log's writer key, which would be noise in the CLI's output.
+func (CLILogWriter) WriterKey() string { return "std:err" }
+
+// OpenWriter returns the writer; closing it does nothing.
+func (CLILogWriter) OpenWriter() (io.WriteCloser, error) { return &cliLogs, nil }
+
+// cliLogs is the destination of CLILogWriter, set while a command runs.
+var cliLogs cliLogTarget
+
+type cliLogTarget struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (t *cliLogTarget) set(w io.Writer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.w = w
+}
+
+func (t *cliLogTarget) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.w == nil {
+		return os.Stderr.Write(p)
+	}
+	return t.w.Write(p)
+}
+
+func (*cliLogTarget) Close() error { return nil }
+
+// Interface guard
+var _ caddy.WriterOpener = CLILogWriter{}
 
 // mcpTokenConfig is one mcp_token handler or provider found in a config,
 // with where it sits.
