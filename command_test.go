@@ -317,6 +317,52 @@ func TestCLIVerifyNamesHandlersInCaddyfileOrder(t *testing.T) {
 	}
 }
 
+// TestCLIVerifyJSONConfig: in a JSON config, handlers and authentication
+// providers are named by host, listener and path; one that cannot be
+// provisioned is a configuration error (exit 2) unless another accepts.
+func TestCLIVerifyJSONConfig(t *testing.T) {
+	route := func(path, handler string) string {
+		return `{"match": [{"path": ["` + path + `"]}], "handle": [` + handler + `]}`
+	}
+	static := `{"static_tokens": [{"token": "dev-token-0123", "client_id": "json-client"}]}`
+	doc := func(first string) string {
+		return `{"apps": {"http": {"servers": {
+	"srv10": {"listen": [":8443"], "routes": [` + route("/late*", `{"handler": "mcp_token", "static_tokens": [{"token": "x-token-000000", "client_id": "c"}]}`) + `]},
+	"srv2": {"listen": [":9443"], "routes": [{"match": [{"host": ["api.example.com"]}], "handle": [{"handler": "subroute", "routes": [
+		` + route("/mcp*", first) + `,
+		` + route("/auth*", `{"handler": "authentication", "providers": {"mcp_token": `+static+`}}`) + `]}]}]}}}}}`
+	}
+	dir := t.TempDir()
+	good := writeTestFile(t, dir, "good.json", doc(`{"handler": "mcp_token", "static_tokens": [{"token": "other-token-99", "client_id": "c"}]}`))
+	r := mustCLI(t, "", "verify", "-c", good, "--json", "dev-token-0123")
+	var out verifyOutput
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out.Handlers) != 3 {
+		t.Fatalf("verify a JSON config: %v %s", err, r)
+	}
+	type named struct {
+		Site, Path         string
+		Provider, Accepted bool
+	}
+	var got []named
+	for _, h := range out.Handlers {
+		got = append(got, named{h.Site, h.Path, h.Provider, h.Accepted})
+	}
+	want := []named{{"api.example.com (:9443)", "/mcp*", false, false}, {"api.example.com (:9443)", "/auth*", true, true}, {"srv10 (:8443)", "/late*", false, false}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("handlers %+v, want %+v", got, want)
+	}
+
+	broken := writeTestFile(t, dir, "broken.json", doc(`{"handler": "mcp_token", "hmac_secret": "short"}`))
+	r = runCLI(t, "", "verify", "-c", broken, "--json", "other-token")
+	if r.code != 2 || json.Unmarshal([]byte(r.stdout), &out) != nil || !strings.Contains(out.Handlers[0].ConfigError, "at least 32 bytes") ||
+		!strings.Contains(r.stderr, "1 of 3 mcp_token configurations in "+broken+" could not be loaded") {
+		t.Fatalf("verify with a config error: %s", r)
+	}
+	if r = runCLI(t, "", "verify", "-c", broken, "dev-token-0123"); r.code != 0 || !strings.Contains(r.stdout, "mcp_token at api.example.com (:9443) /mcp*: CONFIG ERROR: ") {
+		t.Fatalf("verify with a config error and an acceptance: %s", r)
+	}
+}
+
 // TestCLIWarningsArePlainLinesOnStderr: provisioning warnings reach stderr
 // as one plain line each, never stdout, and never with a Go stack trace.
 func TestCLIWarningsArePlainLinesOnStderr(t *testing.T) {
