@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +54,13 @@ func install() error {
 			return fmt.Errorf("%s not found in PATH", tool)
 		}
 	}
+	version, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		return fmt.Errorf("node --version: %v", err)
+	}
+	if err := checkNodeVersion(string(version)); err != nil {
+		return err
+	}
 	dir := NodeDir()
 	lock, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
 	if err != nil {
@@ -71,6 +79,24 @@ func install() error {
 		return fmt.Errorf("npm ci in %s: %v\n%s", dir, err, out)
 	}
 	return os.WriteFile(stamp, []byte(want), 0o644)
+}
+
+// MinNodeMajor is the oldest Node.js the peers run on: oidc-provider (via
+// jose) needs the global WebCrypto of Node.js 20; Debian 12's nodejs is 18.
+const MinNodeMajor = 20
+
+// checkNodeVersion refuses a `node --version` output older than MinNodeMajor.
+func checkNodeVersion(version string) error {
+	v := strings.TrimPrefix(strings.TrimSpace(version), "v")
+	major, _, _ := strings.Cut(v, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return fmt.Errorf("node --version printed %q, not a version", strings.TrimSpace(version))
+	}
+	if n < MinNodeMajor {
+		return fmt.Errorf("Node.js %s is too old: the test peers need Node.js %d or newer", strings.TrimSpace(version), MinNodeMajor)
+	}
+	return nil
 }
 
 // TSClientResult is what testdata/node/ts-client.mjs reports.
