@@ -325,3 +325,49 @@ func TestE2ETypeScriptClient(t *testing.T) {
 		t.Fatalf("the SDK did not fetch the resource_metadata URL; it fetched %v", res.Fetched)
 	}
 }
+
+// TestE2ECORSPreflightOff: a CORS preflight (OPTIONS without a token)
+// passes to the backend by default; with `cors_preflight off` it needs a
+// token like any request, and the backend never sees it.
+func TestE2ECORSPreflightOff(t *testing.T) {
+	rec, backend := startBackend(t)
+	startCaddy(t, caddyGlobal+fmt.Sprintf(`
+http://localhost:9080 {
+	mcp_token /on/* {
+		static_token dev-cors-on-token on-client mcp:read
+	}
+	mcp_token /off/* {
+		static_token dev-cors-off-token off-client mcp:read
+		cors_preflight off
+	}
+	reverse_proxy %s
+}
+`, backend), "caddyfile")
+	preflight := func(path string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, e2eBase+path, nil)
+		req.Header.Set("Origin", "http://inspector.local")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+		resp, _ := send(t, req)
+		return resp
+	}
+	before := rec.Count()
+	if resp := preflight("/on/mcp"); resp.StatusCode == http.StatusUnauthorized {
+		t.Fatalf("preflight with cors_preflight on (default): %d", resp.StatusCode)
+	}
+	reached(t, rec, before, 1, "the preflight with cors_preflight on")
+	if got := rec.LastRequest().Method; got != http.MethodOptions {
+		t.Fatalf("the backend got %s, want the OPTIONS preflight", got)
+	}
+
+	before = rec.Count()
+	resp := preflight("/off/mcp")
+	if resp.StatusCode != http.StatusUnauthorized || challengeParam(resp.Header.Get("WWW-Authenticate"), "resource_metadata") != e2eBase+"/.well-known/oauth-protected-resource/off" {
+		t.Fatalf("preflight with cors_preflight off: %d %q, want 401 with a challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	reached(t, rec, before, 0, "the preflight with cors_preflight off")
+	// With a token, the same path serves requests.
+	if resp, body := post(t, e2eBase+"/off/mcp", "dev-cors-off-token", toolsList); resp.StatusCode != 200 || !strings.Contains(body, `"echo"`) {
+		t.Fatalf("/off with a token: %d %s", resp.StatusCode, body)
+	}
+}

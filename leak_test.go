@@ -40,7 +40,7 @@ func remember(values ...string) {
 
 // configSecrets are the secrets written into the e2e configurations.
 var configSecrets = []string{
-	"dev-forward-token", "dev-metrics-token", testpeers.GatewaySecret, testpeers.ClientSecret,
+	"dev-forward-token", "dev-metrics-token", "dev-cors-on-token", "dev-cors-off-token", testpeers.GatewaySecret, testpeers.ClientSecret,
 }
 
 // jwsInLog matches anything shaped like a compact JWS.
