@@ -177,3 +177,71 @@ http://localhost:9080 {
 	}
 	reached(t, echoRec, before, 0, "the revoked token on the mixed route")
 }
+
+// TestE2ETypeScriptClientCredentialsFlow: the official TypeScript SDK,
+// with its ClientCredentialsProvider and nothing but a client id and
+// secret, completes OAuth against the real provider through Caddy: the
+// 401's resource_metadata, the protected resource metadata, the
+// authorization server's metadata, the token endpoint, then tools/list and
+// a tool call with the token, which the backend runs for that client.
+func TestE2ETypeScriptClientCredentialsFlow(t *testing.T) {
+	resource := e2eBase + "/mcp"
+	op := testpeers.StartOIDCWith(t, testpeers.OIDCOptions{JWTResources: []string{resource}})
+	rec, backend := startBackend(t)
+	startCaddy(t, caddyGlobal+fmt.Sprintf(`
+http://localhost:9080 {
+	mcp_token /mcp* {
+		issuer %[1]s
+		jwks_uri %[1]s/jwks
+		audience %[2]s
+		token_type at+jwt
+		required_scopes mcp:read
+	}
+	handle /mcp* {
+		reverse_proxy %[3]s {
+			header_up X-MCP-Client {http.auth.user.client_id}
+		}
+	}
+}
+`, op.Issuer, resource, backend), "caddyfile")
+	remember(testpeers.ClientSecret)
+
+	res := testpeers.RunTSClientCredentials(t, resource, op.Issuer, "mcp:read")
+	t.Logf("SDK requests: %v (reconnected: %v)", res.Requests, res.Reconnected)
+	if res.Error != "" || !strings.Contains(strings.Join(res.Tools, ","), "echo") || !strings.Contains(string(res.Echo), "from typescript") {
+		t.Fatalf("TypeScript SDK client-credentials flow: %+v", res)
+	}
+	// The flow, in order: each step found where the previous one pointed.
+	steps := []struct{ what, prefix string }{
+		{"the MCP request refused with 401", "POST " + resource + " 401"},
+		{"the challenge's resource_metadata", "GET " + e2eBase + "/.well-known/oauth-protected-resource/mcp 200"},
+		{"the authorization server's metadata", "GET " + op.Issuer + "/.well-known/"},
+		{"the token request", "POST " + op.TokenURL() + " 200"},
+		{"the MCP request with the token", "POST " + resource + " 200"},
+	}
+	i := 0
+	for _, req := range res.Requests {
+		if i < len(steps) && strings.HasPrefix(req, steps[i].prefix) && (i != 2 || strings.HasSuffix(req, " 200")) {
+			i++
+		}
+	}
+	if i != len(steps) {
+		t.Fatalf("the flow stopped before %s (%q); requests: %v", steps[i].what, steps[i].prefix, res.Requests)
+	}
+	// The backend ran the tool for the client the provider issued the token to.
+	runs := rec.ToolRuns()
+	if len(runs) != 1 || runs[0].Name != "echo" || runs[0].Client != testpeers.ClientID {
+		t.Fatalf("backend tool runs: %+v, want one echo by %s", runs, testpeers.ClientID)
+	}
+
+	// The same SDK flow with a scope the gateway does not accept: the token
+	// is issued, the gateway refuses it, and no tool runs.
+	res = testpeers.RunTSClientCredentials(t, resource, op.Issuer, "mcp:write")
+	t.Logf("without mcp:read: %s; requests %v", res.Error, res.Requests)
+	if !strings.Contains(res.Error, "403") {
+		t.Fatalf("a token without mcp:read: want the SDK to end on the gateway's 403, got %+v", res)
+	}
+	if n := rec.Ran(""); n != 1 {
+		t.Fatalf("a refused client ran tools: %+v", rec.ToolRuns())
+	}
+}

@@ -44,7 +44,7 @@ func EnsureNode(t testing.TB) {
 	t.Helper()
 	installOnce.Do(func() { installErr = install() })
 	if installErr != nil {
-		t.Fatalf("the test peers need Node.js 20+ and npm (Debian: apt-get install nodejs npm): %v", installErr)
+		t.Fatalf("the test peers need Node.js %d+ and npm (Debian 12's nodejs is 18: use nodejs.org or NodeSource): %v", MinNodeMajor, installErr)
 	}
 }
 
@@ -109,18 +109,36 @@ type TSClientResult struct {
 	ResourceMetadataURL string          `json:"resourceMetadataUrl"`
 	Scope               string          `json:"scope"`
 	Fetched             []string        `json:"fetched"`
+	// Requests are the SDK's requests in order, as "METHOD URL STATUS".
+	Requests []string `json:"requests"`
+	// Reconnected: the SDK needed a second connect after its OAuth flow.
+	Reconnected bool `json:"reconnected"`
 }
 
 // RunTSClient runs the official TypeScript MCP SDK client against endpoint
 // (with a bearer token, or none to see the SDK's OAuth discovery).
 func RunTSClient(t testing.TB, endpoint, token string) TSClientResult {
 	t.Helper()
-	EnsureNode(t)
-	args := []string{"ts-client.mjs", endpoint}
+	args := []string{endpoint}
 	if token != "" {
 		args = append(args, token)
 	}
-	cmd := exec.Command("node", args...)
+	return runTSClient(t, args...)
+}
+
+// RunTSClientCredentials runs the TypeScript SDK client against endpoint
+// with the SDK's ClientCredentialsProvider (as ClientID, expecting
+// issuer): from the 401 it discovers the authorization server, gets a
+// token by the client credentials grant for scope, and calls the tools.
+func RunTSClientCredentials(t testing.TB, endpoint, issuer, scope string) TSClientResult {
+	t.Helper()
+	return runTSClient(t, endpoint, "--client-credentials", ClientID, ClientSecret, issuer, scope)
+}
+
+func runTSClient(t testing.TB, args ...string) TSClientResult {
+	t.Helper()
+	EnsureNode(t)
+	cmd := exec.Command("node", append([]string{"ts-client.mjs"}, args...)...)
 	cmd.Dir = NodeDir()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -165,9 +183,25 @@ const (
 // StartOIDC starts the provider on 127.0.0.1 and stops it when the test ends.
 func StartOIDC(t testing.TB) *OIDC {
 	t.Helper()
+	return StartOIDCWith(t, OIDCOptions{})
+}
+
+// OIDCOptions configure the provider StartOIDCWith starts.
+type OIDCOptions struct {
+	// JWTResources are more resource indicators (RFC 8707), such as an
+	// MCP endpoint's URL, for which the provider issues JWT access tokens
+	// with aud = the resource.
+	JWTResources []string
+}
+
+// StartOIDCWith starts the provider with opts on 127.0.0.1 and stops it
+// when the test ends.
+func StartOIDCWith(t testing.TB, opts OIDCOptions) *OIDC {
+	t.Helper()
 	EnsureNode(t)
 	cmd := exec.Command("node", "oidc-server.mjs")
 	cmd.Dir = NodeDir()
+	cmd.Env = append(os.Environ(), "JWT_RESOURCES="+strings.Join(opts.JWTResources, ","))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
