@@ -94,7 +94,7 @@ func checkNodeVersion(version string) error {
 		return fmt.Errorf("node --version printed %q, not a version", strings.TrimSpace(version))
 	}
 	if n < MinNodeMajor {
-		return fmt.Errorf("Node.js %s is too old: the test peers need Node.js %d or newer", strings.TrimSpace(version), MinNodeMajor)
+		return fmt.Errorf("node %s is too old: the test peers need Node.js %d or newer", strings.TrimSpace(version), MinNodeMajor)
 	}
 	return nil
 }

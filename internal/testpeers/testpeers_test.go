@@ -9,7 +9,7 @@ func TestCheckNodeVersion(t *testing.T) {
 	cases := []struct{ version, want string }{
 		{"v20.20.2\n", ""},
 		{"v22.1.0", ""},
-		{"v18.19.0\n", "Node.js v18.19.0 is too old: the test peers need Node.js 20 or newer"},
+		{"v18.19.0\n", "node v18.19.0 is too old: the test peers need Node.js 20 or newer"},
 		{"v8.0.0", "too old"},
 		{"", "not a version"},
 		{"garbage", "not a version"},
