@@ -121,6 +121,18 @@ func TestCacheBackgroundRefresh(t *testing.T) {
 	}
 }
 
+// waitWithin waits for wg, failing the test (not hanging it) after d.
+func waitWithin(t *testing.T, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not finish within %s", what, d)
+	}
+}
+
 // hang blocks until the client gives up.
 func hang(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
 
@@ -234,7 +246,7 @@ func TestCacheUnknownKidFlood(t *testing.T) {
 			}
 		}(w)
 	}
-	wg.Wait()
+	waitWithin(t, &wg, 30*time.Second, "the 1000 verifications of the flood")
 	close(errs)
 	for err := range errs {
 		if !errors.Is(err, verifiers.ErrUnknownKey) || verifiers.Classify(err).Status != 401 {
