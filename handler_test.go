@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -273,18 +274,29 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 		{"introspection over http", Config{Audiences: []string{"x"}, Introspection: &IntrospectionConfig{URL: "http://as.example.com/introspect", ClientID: "c"}}, "introspection: url: cannot use plain http URL"},
 		{"introspection without audience", Config{Introspection: &IntrospectionConfig{URL: "https://as.example.com/introspect", ClientID: "c"}}, "introspection: an audience is required in production"},
 		{"static tokens", Config{StaticTokens: []StaticToken{{Token: "t", ClientID: "c"}}}, "DEVELOPMENT ONLY"},
+		{"second issuer block refused after the first took a cache", Config{IssuerConfigs: []IssuerConfig{
+			{Issuer: "https://a", Audiences: []string{"x"}, KeyConfig: KeyConfig{JWKSURI: "https://a.example.invalid/jwks"}},
+			{Issuer: "https://b", KeyConfig: KeyConfig{JWKSURI: "http://b.example.invalid/jwks"}}}}, "issuer https://b: jwks_uri: cannot use plain http URL"},
+		{"issuer block refused after the top-level JWKS took a cache", Config{Audiences: []string{"x"}, KeyConfig: KeyConfig{JWKSURI: "https://top.example.invalid/jwks"},
+			IssuerConfigs: []IssuerConfig{{Issuer: "https://c", KeyConfig: KeyConfig{JWKSURI: "http://c.example.invalid/jwks"}}}}, "issuer https://c: jwks_uri: cannot use plain http URL"},
 	}
 	t.Setenv("ENVIRONMENT", "production")
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			entries := poolEntries()
 			h := &Handler{module{Config: tc.cfg}}
 			err := h.Provision(ctx)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want %q, got %v", tc.want, err)
 			}
 			_ = h.Cleanup() // Caddy calls it after a failed Provision
-			if c, _ := pooledFor(tc.cfg.JWKSURI); c != nil {
-				t.Fatal("a refused config left a pooled cache")
+			for _, url := range jwksURLs(tc.cfg) {
+				if c, _ := pooledFor(url); c != nil {
+					t.Fatalf("a refused config left a pooled cache for %s", url)
+				}
+			}
+			if got := poolEntries(); got != entries {
+				t.Fatalf("a refused config changed the pools: %d entries before, %d after", entries, got)
 			}
 		})
 	}
@@ -301,7 +313,40 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 	if err := h.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	<-cache.Done()
+	select {
+	case <-cache.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Cleanup did not stop the JWKS cache's goroutine")
+	}
+}
+
+// jwksURLs lists every JWKS endpoint a config names, top level and in
+// issuer blocks, so a leak check looks where a cache could be.
+func jwksURLs(cfg Config) []string {
+	var urls []string
+	for _, u := range append([]string{cfg.JWKSURI}, issuerJWKSURIs(cfg)...) {
+		if u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}
+
+func issuerJWKSURIs(cfg Config) []string {
+	var urls []string
+	for _, ic := range cfg.IssuerConfigs {
+		urls = append(urls, ic.JWKSURI)
+	}
+	return urls
+}
+
+// poolEntries is the number of values held in the module's pools.
+func poolEntries() int {
+	n := 0
+	for _, pool := range []*caddy.UsagePool{jwksPool, introspectionPool, limiterPool} {
+		pool.Range(func(any, any) bool { n++; return true })
+	}
+	return n
 }
 
 // TestAudienceWarnings: the start-up warning names what enforces no

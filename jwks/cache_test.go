@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,6 +118,18 @@ func TestCacheBackgroundRefresh(t *testing.T) {
 			t.Fatalf("k1 still verifies after background refreshes (hits %d): %v", srv.Hits(), err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitWithin waits for wg, failing the test (not hanging it) after d.
+func waitWithin(t *testing.T, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not finish within %s", what, d)
 	}
 }
 
@@ -233,7 +246,7 @@ func TestCacheUnknownKidFlood(t *testing.T) {
 			}
 		}(w)
 	}
-	wg.Wait()
+	waitWithin(t, &wg, 30*time.Second, "the 1000 verifications of the flood")
 	close(errs)
 	for err := range errs {
 		if !errors.Is(err, verifiers.ErrUnknownKey) || verifiers.Classify(err).Status != 401 {
@@ -384,4 +397,123 @@ func TestCheckURLProduction(t *testing.T) {
 			t.Errorf("%s (production=%v): %v", tc.url, tc.production, err)
 		}
 	}
+}
+
+// TestCacheDiscoveryRFC8414: discovery tries RFC 8414 authorization
+// server metadata first (the well-known suffix inserted before the
+// issuer's path), then OpenID Connect Discovery (suffix appended), and
+// uses the jwks_uri of the first that names the issuer exactly.
+func TestCacheDiscoveryRFC8414(t *testing.T) {
+	k1 := newKey(t, "RS256", "k1")
+	keys := devtools.NewJWKSServer(k1)
+	defer keys.Close()
+	cases := []struct {
+		name       string
+		issuerPath string
+		serveAt    string   // the one metadata path that answers
+		wantTried  []string // metadata paths requested, in order
+	}{
+		{"RFC 8414, issuer without a path", "", "/.well-known/oauth-authorization-server",
+			[]string{"/.well-known/oauth-authorization-server"}},
+		{"RFC 8414, issuer with a path: suffix before the path", "/tenant1", "/.well-known/oauth-authorization-server/tenant1",
+			[]string{"/.well-known/oauth-authorization-server/tenant1"}},
+		{"OpenID Connect after RFC 8414 fails, issuer with a path", "/tenant1", "/tenant1/.well-known/openid-configuration",
+			[]string{"/.well-known/oauth-authorization-server/tenant1", "/tenant1/.well-known/openid-configuration"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var tried []string
+			as := devtools.NewJWKSServer()
+			defer as.Close()
+			issuer := as.URL + tc.issuerPath
+			as.Fail(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				tried = append(tried, r.URL.Path)
+				mu.Unlock()
+				if r.URL.Path != tc.serveAt {
+					http.NotFound(w, r)
+					return
+				}
+				fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, issuer, keys.JWKSURL())
+			})
+			c, err := New(Options{Issuer: issuer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Refresh(context.Background()); err != nil {
+				t.Fatalf("discovery: %v", err)
+			}
+			v, _ := verifiers.NewJWT(verifiers.JWTConfig{Keys: c})
+			if _, err := v.Verify(context.Background(), mint(k1)); err != nil {
+				t.Fatalf("a token signed with the discovered key set: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// A background refresh may fetch too: compare the distinct paths,
+			// in the order first requested.
+			if got := dedupe(tried); strings.Join(got, " ") != strings.Join(tc.wantTried, " ") {
+				t.Fatalf("metadata requests %v, want %v", tried, tc.wantTried)
+			}
+		})
+	}
+}
+
+// TestCacheDoesNotFollowRedirects: a redirect from the JWKS endpoint or
+// from the issuer's metadata is a failed fetch; its target is never
+// requested, so a compromised or misconfigured endpoint cannot send the
+// gateway to keys elsewhere.
+func TestCacheDoesNotFollowRedirects(t *testing.T) {
+	k1 := newKey(t, "RS256", "k1")
+	target := devtools.NewJWKSServer(k1)
+	defer target.Close()
+	redirectTo := func(url string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, url, http.StatusFound) }
+	}
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(fmt.Sprintf("jwks_uri answers %d", status), func(t *testing.T) {
+			src := devtools.NewJWKSServer()
+			defer src.Close()
+			src.Fail(func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, target.JWKSURL(), status) })
+			before := target.Hits()
+			c, err := New(Options{URL: src.JWKSURL()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Refresh(context.Background()); err == nil || !strings.Contains(err.Error(), fmt.Sprint(status)) {
+				t.Fatalf("redirected JWKS fetch: %v, want a failure naming status %d", err, status)
+			}
+			if c.Ready() {
+				t.Fatal("the cache has keys from a redirect")
+			}
+			if n := target.Hits() - before; n != 0 {
+				t.Fatalf("the redirect target was fetched %d times", n)
+			}
+		})
+	}
+	t.Run("discovery metadata redirects", func(t *testing.T) {
+		meta := devtools.NewJWKSServer()
+		defer meta.Close()
+		var metaHits atomic.Int64
+		other := devtools.NewJWKSServer()
+		defer other.Close()
+		other.Fail(func(w http.ResponseWriter, r *http.Request) {
+			metaHits.Add(1)
+			fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, meta.URL, target.JWKSURL())
+		})
+		meta.Fail(redirectTo(other.URL + "/.well-known/openid-configuration"))
+		c, err := New(Options{Issuer: meta.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Refresh(context.Background()); err == nil {
+			t.Fatal("discovery followed a redirect")
+		}
+		if metaHits.Load() != 0 {
+			t.Fatalf("the redirect target's metadata was fetched %d times", metaHits.Load())
+		}
+	})
 }
