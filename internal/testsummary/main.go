@@ -1,6 +1,7 @@
-// Command testsummary reads `go test -json` on stdin, prints the tests'
-// output as `go test -v` would, and ends with one line counting passed,
-// failed and skipped tests (subtests included):
+// Command testsummary reads `go test -json` — or the text of `go test -v`
+// — on stdin, prints the tests' output as `go test -v` would, and ends
+// with one line counting passed, failed and skipped tests (subtests
+// included):
 //
 //	tests: 212 passed, 0 failed, 3 skipped (14 packages, 0 failed)
 //
@@ -14,7 +15,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
+	"strings"
 )
 
 // event is one line of `go test -json` (cmd/test2json).
@@ -69,6 +72,9 @@ func run(r io.Reader, w io.Writer) (*summary, error) {
 		var e event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e.Action == "" {
 			fmt.Fprintln(w, sc.Text()) // not an event: pass it through
+			if e, ok := textEvent(sc.Text()); ok {
+				s.add(e)
+			}
 			continue
 		}
 		if e.Output != "" {
@@ -77,6 +83,28 @@ func run(r io.Reader, w io.Writer) (*summary, error) {
 		s.add(e)
 	}
 	return s, sc.Err()
+}
+
+// The result lines of `go test -v` text output.
+var (
+	textTest    = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
+	textPackage = regexp.MustCompile(`^(ok|FAIL)\s+(\S+)\s+(\(cached\)|[0-9.]+s|\[)`)
+)
+
+// textEvent reads a result line of `go test -v` text output as the event
+// `go test -json` would have sent.
+func textEvent(line string) (event, bool) {
+	if m := textTest.FindStringSubmatch(line); m != nil {
+		return event{Action: strings.ToLower(m[1]), Test: m[2]}, true
+	}
+	if m := textPackage.FindStringSubmatch(line); m != nil {
+		action := "pass"
+		if m[1] == "FAIL" {
+			action = "fail"
+		}
+		return event{Action: action, Package: m[2]}, true
+	}
+	return event{}, false
 }
 
 func main() {
