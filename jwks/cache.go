@@ -29,6 +29,9 @@ const (
 	// MaxStartupRetry caps the backoff between fetches while no key set has
 	// been loaded yet (and after failures, until RefreshInterval).
 	MaxStartupRetry = 30 * time.Second
+	// MaxConns bounds the connections of a cache's own transport (fetches
+	// are shared, so one is in flight at a time; discovery may need another).
+	MaxConns = 2
 )
 
 // Options configure a Cache. Zero values mean the defaults.
@@ -119,13 +122,13 @@ func New(opts Options) (*Cache, error) {
 		opts.MaxBytes = DefaultMaxBytes
 	}
 	if opts.Client == nil {
-		opts.Client = remote.NewClient(opts.Timeout)
+		opts.Client = remote.NewClient(opts.Timeout, MaxConns)
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
 	c := &Cache{opts: opts, jwksURL: opts.URL, done: make(chan struct{}), now: time.Now,
-		streak: streak.New(opts.Logger, "jwks fetch")}
+		streak: streak.New(opts.Logger, "jwks fetch", nil)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.run()
 	return c, nil
