@@ -160,6 +160,11 @@ func New(opts Options) (*Cache, error) {
 func (c *Cache) Close() {
 	c.cancel()
 	<-c.done
+	// Wait for a fetch still in flight (now cancelled) to end, so that
+	// nothing of the cache runs, or logs, after Close.
+	<-c.flight.DoChan("fetch", func() (any, error) {
+		return nil, fmt.Errorf("%w: the key source for %s is closed", verifiers.ErrUnavailable, c.display)
+	})
 	if c.own {
 		c.opts.Client.CloseIdleConnections()
 	}

@@ -32,7 +32,9 @@ func (c *Cache) Key(ctx context.Context, alg *verifiers.Algorithm, kid string) (
 		if err := c.wait(ctx); err != nil {
 			return nil, fmt.Errorf("%w: no JWKS loaded yet from %s: %v", verifiers.ErrUnavailable, c.display, err)
 		}
-		set = c.set.Load()
+		if set = c.set.Load(); set == nil {
+			return nil, fmt.Errorf("%w: no JWKS loaded yet from %s", verifiers.ErrUnavailable, c.display)
+		}
 	}
 	key, err := set.Key(ctx, alg, kid)
 	if err == nil || kid == "" || !errors.Is(err, verifiers.ErrUnknownKey) {
