@@ -163,7 +163,7 @@ func TestProviderOutageLogging(t *testing.T) {
 	obs, logs := observer.New(zap.DebugLevel)
 	v := &switchVerifier{err: fmt.Errorf("%w: jwks down", verifiers.ErrUnavailable)}
 	a := &Authenticator{module: module{core: &core{verifier: v, logger: zap.NewNop(), maxBody: DefaultMaxBody}},
-		outage: streak.New(zap.New(obs), "token verification")}
+		outage: streak.New(zap.New(obs), "token verification", nil)}
 	for i := 0; i < 50; i++ {
 		w := httptest.NewRecorder()
 		if _, authed, err := a.Authenticate(w, newRequest("Bearer t")); authed || err != nil {

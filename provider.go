@@ -60,7 +60,7 @@ func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (ca
 
 // Provision builds the verifiers and the outage logger.
 func (a *Authenticator) Provision(ctx caddy.Context) error {
-	a.outage = streak.New(ctx.Logger(), "token verification")
+	a.outage = streak.New(ctx.Logger(), "token verification", nil)
 	return a.module.Provision(ctx)
 }
 

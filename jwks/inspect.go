@@ -3,14 +3,9 @@ package jwks
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
-	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/mcptoken/caddy-mcp-token/internal/remote"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -55,7 +50,7 @@ type Inspection struct {
 // starts no goroutine. An error means no key set could be fetched or
 // parsed; a set that is fetched but unusable is reported in SetError.
 func Inspect(ctx context.Context, opts Options) (*Inspection, error) {
-	c, err := newProbe(opts)
+	c, err := configure(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -71,37 +66,6 @@ func Inspect(ctx context.Context, opts Options) (*Inspection, error) {
 		return in, err
 	}
 	return in, in.read(body)
-}
-
-// newProbe is a Cache with New's checks and defaults whose background
-// goroutine is not started: only its discover and get are used.
-func newProbe(opts Options) (*Cache, error) {
-	if opts.URL == "" && opts.Issuer == "" {
-		return nil, errors.New("a JWKS URL or an issuer to discover it from is required")
-	}
-	for _, u := range []string{opts.URL, opts.Issuer} {
-		if u == "" {
-			continue
-		}
-		if err := verifiers.CheckURL(u, false); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.Client == nil {
-		opts.Client = remote.NewClient(opts.Timeout)
-	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	c := &Cache{opts: opts, jwksURL: opts.URL, done: make(chan struct{}), now: time.Now}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	return c, nil
 }
 
 // read fills the key reports from a JWKS document, vetting each entry as
