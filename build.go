@@ -15,6 +15,7 @@ import (
 	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -32,6 +33,8 @@ type core struct {
 	logger         *zap.Logger
 	pooled         []pooledRef           // the shared caches this config holds
 	tokens         *verifiers.TokenCache // verified JWTs; nil when off
+	jwksCaches     []jwksRef             // the key sources among pooled
+	config         *prometheus.Registry  // the config this core serves (see startServing)
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
@@ -81,6 +84,10 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	for _, w := range cfg.audienceWarnings() {
 		c.logger.Warn(w)
 	}
+	if err := c.waitForKeys(ctx); err != nil {
+		return err
+	}
+	c.startServing(ctx)
 	return nil
 }
 
@@ -255,6 +262,7 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src source
 		Timeout:          time.Duration(ic.Timeout),
 		NegativeCacheTTL: time.Duration(ic.NegativeCacheTTL),
 		CacheSize:        ic.CacheSize,
+		MaxInFlight:      ic.MaxInFlight,
 	}
 	if ic.CacheTTL != nil {
 		opts.CacheTTL = time.Duration(*ic.CacheTTL)
@@ -337,6 +345,7 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sourc
 		RefreshInterval: time.Duration(cfg.JWKSCacheTTL),
 		Timeout:         time.Duration(cfg.JWKSTimeout),
 		Throttle:        time.Duration(cfg.JWKSThrottle),
+		MaxWait:         time.Duration(cfg.JWKSMaxWait),
 	}
 	if k.JWKSURI != "" {
 		var err error
