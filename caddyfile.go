@@ -34,12 +34,20 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	if !h.Next() {
 		return nil, h.ArgErr()
 	}
+	start := h.Token()
 	matcherSet, err := h.ExtractMatcherSet()
 	if err != nil {
 		return nil, err
 	}
 	handler := new(Handler)
 	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if err := checkSecondDirective(h, matcherSet, start); err != nil {
+		return nil, err
+	}
+	publish, err := checkAuthorizationServers(&handler.Config, start)
+	if err != nil {
 		return nil, err
 	}
 	if handler.ResourcePath == "" {
@@ -50,6 +58,9 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	paths := []string{WellKnownPath}
 	if rp := meta.configuredPath(); rp != "" {
 		paths = []string{WellKnownPath + rp, WellKnownPath}
+	}
+	if !publish {
+		paths = nil // static development tokens only: no authorization server to point to
 	}
 	for _, p := range paths {
 		pm, _ := json.Marshal(caddyhttp.MatchPath{p})
@@ -121,6 +132,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    resource_path          <path>
 //	    method_scopes          <method> <scope...>
 //	    tool_scopes            <tool> <scope...>
+//	    scope_implies          <broad> <narrow> [<narrow>...]
 //	    cors_preflight         on|off
 //	    max_body               <size>
 //	    issuer <iss> {
@@ -166,6 +178,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseScopeRule(d, &c.MethodScopes)
 		case "tool_scopes":
 			err = parseScopeRule(d, &c.ToolScopes)
+		case "scope_implies":
+			err = c.parseScopeImplies(d)
 		case "cors_preflight":
 			var v string
 			if v, err = singleArg(d); err == nil {

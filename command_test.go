@@ -48,7 +48,7 @@ func TestCLIRoundTrip(t *testing.T) {
 				}
 			}
 			caddyfile := filepath.Join(dir, "Caddyfile")
-			if err := os.WriteFile(caddyfile, []byte(fmt.Sprintf("example.com {\n\tmcp_token /mcp* {\n\t\t%s\n\t\taudience cli-api\n\t\trequired_scopes mcp:read\n\t}\n}\n", keyLine)), 0o600); err != nil {
+			if err := os.WriteFile(caddyfile, []byte(fmt.Sprintf("example.com {\n\tmcp_token /mcp* {\n\t\t%s\n\t\taudience cli-api\n\t\tauthorization_servers https://as.example\n\t\trequired_scopes mcp:read\n\t}\n}\n", keyLine)), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			tok, err := runCLI(t, "mint", "--key", keyFile, "--aud", "cli-api", "--scope", "mcp:read mcp:write", "--claim", "client_id=cli-client", "--claim", "tier=3")
@@ -123,6 +123,7 @@ http://localhost:9080 {
 	mcp_token /mcp* {
 		public_key %s
 		audience cli-e2e
+		authorization_servers https://as.example
 	}
 	respond /mcp* "hello {http.auth.user.client_id}" 200
 }

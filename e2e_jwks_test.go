@@ -49,6 +49,7 @@ func jwksRoute(path, url string) string {
 		mcp_token {
 			jwks_uri %s
 			audience mcp-e2e
+			authorization_servers https://as.example
 		}
 		respond "ok {http.auth.user.client_id}" 200
 	}`, path, url)

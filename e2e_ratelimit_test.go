@@ -25,6 +25,7 @@ http://localhost:9080 {
 		public_key <<PEM
 %sPEM
 		audience mcp-e2e
+		authorization_servers https://as.example
 		rate_limit 10 %s
 	}
 	respond /mcp* "ok {http.auth.user.client_id}" 200

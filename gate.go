@@ -284,6 +284,10 @@ type errorBody struct {
 // refuse writes the answer to a refused request: the one place where a
 // verification outcome becomes an HTTP response.
 func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, verifiers.ErrHeaderMismatch) {
+		writeHeaderError(w, err) // a JSON-RPC error, as MCP asks (mcpheaders.go)
+		return
+	}
 	out := verifiers.Classify(err)
 	hdr := w.Header()
 	switch {
@@ -332,7 +336,12 @@ func (c *core) challenge(r *http.Request, err error) string {
 	if len(scopes) > 0 {
 		params = append(params, param("scope", strings.Join(scopes, " ")))
 	}
-	params = append(params, param("resource_metadata", c.resource.MetadataURL(r)))
+	if !c.noMetadata {
+		params = append(params, param("resource_metadata", c.resource.MetadataURL(r)))
+	}
+	if len(params) == 0 {
+		return "Bearer"
+	}
 	return "Bearer " + strings.Join(params, ", ")
 }
 

@@ -46,6 +46,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	out.accepted.Extra.(*userVars).set(repl)
+	repl.Set("http.auth.mcp.protocol_version", r.Header.Get(ProtocolVersionHeader))
 	return next.ServeHTTP(w, r)
 }
 

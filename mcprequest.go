@@ -159,8 +159,8 @@ func strictObject(data []byte) (map[string]json.RawMessage, error) {
 // need it, checks that Mcp-Method / Mcp-Name agree with it, and returns
 // the scopes the request needs beyond the global ones.
 func (c *core) inspect(r *http.Request) ([]string, error) {
-	hMethod, hName := r.Header.Get("Mcp-Method"), r.Header.Values("Mcp-Name")
-	hasHeaders := hMethod != "" || len(hName) > 0
+	mh := readMcpHeaders(r.Header)
+	hasHeaders := mh.present() || mh.required()
 	if r.Method != http.MethodPost || (c.rules.empty() && !hasHeaders) {
 		return c.requiredScopes, nil
 	}
@@ -175,16 +175,8 @@ func (c *core) inspect(r *http.Request) ([]string, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", verifiers.ErrHeaderMismatch, err)
 	}
-	if hasHeaders {
-		if batch {
-			return nil, fmt.Errorf("%w: Mcp-Method on a batch", verifiers.ErrHeaderMismatch)
-		}
-		if hMethod != calls[0].method {
-			return nil, fmt.Errorf("%w: Mcp-Method %q, body method %q", verifiers.ErrHeaderMismatch, hMethod, calls[0].method)
-		}
-		if len(hName) > 0 && hName[0] != calls[0].name {
-			return nil, fmt.Errorf("%w: Mcp-Name %q, body name %q", verifiers.ErrHeaderMismatch, hName[0], calls[0].name)
-		}
+	if err := mh.check(calls, batch, body); err != nil {
+		return nil, err
 	}
 	return c.rules.needed(c.requiredScopes, calls), nil
 }

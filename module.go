@@ -140,6 +140,14 @@ type Config struct {
 	// Scopes required per tool, for tools/call with that params.name.
 	ToolScopes map[string][]string `json:"tool_scopes,omitempty"`
 
+	// Scope hierarchy: each key is a broader scope and its value the
+	// narrower scopes it implies (transitively; a cycle is a configuration
+	// error). A token granted the broader scope passes every check of a
+	// narrower one: required_scopes, method_scopes, tool_scopes, issuer and
+	// introspection scopes, and list filtering. Challenges still name the
+	// scopes an operation needs, and {http.auth.user.scopes} the token's own.
+	ScopeImplies map[string][]string `json:"scope_implies,omitempty"`
+
 	// Let CORS preflight requests (OPTIONS with Origin and
 	// Access-Control-Request-Method) through without a token, so browser
 	// clients work. Default: true.
