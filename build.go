@@ -25,6 +25,7 @@ type core struct {
 	corsPreflight  bool
 	resource       ProtectedResource
 	noMetadata     bool             // no metadata is published: challenges name none (see checkAuthorizationServers)
+	filterLists    bool             // list results are filtered (listfilter.go)
 	limiter        *limiter.Limiter // nil when rate limiting is off
 	metrics        *metrics         // nil without a metrics registry
 	logger         *zap.Logger
@@ -49,7 +50,11 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	}
 	c.requiredScopes = cfg.RequiredScopes
 	c.forwardToken = cfg.ForwardToken
-	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes}
+	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes, prompt: cfg.PromptScopes, resource: cfg.ResourceScopes}
+	c.filterLists = c.rules.byName()
+	if cfg.FilterLists != nil {
+		c.filterLists = *cfg.FilterLists
+	}
 	c.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
 	c.corsPreflight = cfg.CORSPreflight == nil || *cfg.CORSPreflight
 	c.resource = cfg.metadata()

@@ -132,7 +132,10 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    resource_path          <path>
 //	    method_scopes          <method> <scope...>
 //	    tool_scopes            <tool> <scope...>
+//	    prompt_scopes          <prompt> <scope...>
+//	    resource_scopes        <uri> <scope...>
 //	    scope_implies          <broad> <narrow> [<narrow>...]
+//	    filter_lists           on|off
 //	    cors_preflight         on|off
 //	    max_body               <size>
 //	    issuer <iss> {
@@ -180,6 +183,12 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseScopeRule(d, &c.ToolScopes)
 		case "scope_implies":
 			err = c.parseScopeImplies(d)
+		case "prompt_scopes":
+			err = parseScopeRule(d, &c.PromptScopes)
+		case "resource_scopes":
+			err = parseScopeRule(d, &c.ResourceScopes)
+		case "filter_lists":
+			c.FilterLists, err = parseOnOff(d)
 		case "cors_preflight":
 			var v string
 			if v, err = singleArg(d); err == nil {

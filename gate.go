@@ -31,7 +31,9 @@ import (
 //	 4. the failed-attempt limiter (misses)  │
 //	 5. the verifiers; the cache remembers   │
 //	 6. the token removed from the request ──┘
-//	 7. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go)
+//	 7. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go,
+//	    mcpheaders.go)
+//	 8. the response to a list request, filtered (listfilter.go)
 //
 // and the one place that turns an outcome into an HTTP answer (refuse),
 // a challenge (challenge), a log line (logRejection) and a metric.
@@ -49,6 +51,7 @@ type outcome struct {
 	took  time.Duration // time spent verifying; 0 on a cache hit
 	cache cacheResult
 	err   error
+	lists []listKind // list methods whose results are filtered; nil: none
 }
 
 // cacheResult says what the verified-token cache did for a request.
@@ -70,14 +73,16 @@ func (c *core) check(r *http.Request) (out outcome) {
 	if out.err != nil {
 		return out
 	}
-	needed, err := c.inspect(r)
+	needed, calls, err := c.inspect(r)
 	if err == nil && len(needed) > len(c.requiredScopes) {
 		err = verifiers.RequireScopes(out.accepted.Token, needed)
 	}
 	if err != nil {
 		c.logRejection(err, out.token, out.accepted.Token)
 		out.tok, out.err = out.accepted.Token, err
+		return out
 	}
+	out.lists = c.listKinds(calls) // 8. the list results filtered (listfilter.go)
 	return out
 }
 

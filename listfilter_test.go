@@ -1,0 +1,252 @@
+package mcptoken
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+)
+
+const toolsResult = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"}},{"name":"deploy","inputSchema":{"type":"object"}},{"name":"admin_reset"}],"nextCursor":"c2"}}`
+
+// listCore is a core with per-tool rules, as provisioned: deploy needs
+// mcp:write, admin_reset mcp:admin (which implies mcp:write).
+func listCore(t *testing.T, scopes []string, logs **observer.ObservedLogs) *core {
+	t.Helper()
+	h := new(verifiers.ScopeHierarchy)
+	if err := h.Add("mcp:admin", "mcp:write"); err != nil {
+		t.Fatal(err)
+	}
+	logger := zap.NewNop()
+	if logs != nil {
+		var zc zapcore.Core
+		zc, *logs = observer.New(zapcore.DebugLevel)
+		logger = zap.New(zc)
+	}
+	tok := h.Apply(&verifiers.AccessToken{ClientID: "c1", Scopes: scopes})
+	return &core{
+		verifier: fakeVerifier{tok: tok}, logger: logger, maxBody: 4096, filterLists: true,
+		rules: scopeRules{
+			tool:   map[string][]string{"deploy": {"mcp:write"}, "admin_reset": {"mcp:admin"}},
+			prompt: map[string][]string{"secret_prompt": {"mcp:admin"}},
+		},
+	}
+}
+
+// serve runs one request through the handler in front of next.
+func serve(t *testing.T, c *core, body string, reqHeaders map[string]string, next caddyhttp.HandlerFunc) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
+	r.Header.Set("Authorization", "Bearer abc")
+	for k, v := range reqHeaders {
+		r.Header.Set(k, v)
+	}
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	w := httptest.NewRecorder()
+	if err := (&Handler{module{core: c}}).ServeHTTP(w, r, next); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func respond(ct string, status int, body string, extra ...string) caddyhttp.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", ct)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		for i := 0; i+1 < len(extra); i += 2 {
+			w.Header().Set(extra[i], extra[i+1])
+		}
+		w.WriteHeader(status)
+		_, err := w.Write([]byte(body))
+		return err
+	}
+}
+
+func toolNames(t *testing.T, body string) string {
+	t.Helper()
+	var m struct {
+		Result struct {
+			Tools []struct {
+				Name string `json:"name"`
+			} `json:"tools"`
+			NextCursor string `json:"nextCursor"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	var names []string
+	for _, x := range m.Result.Tools {
+		names = append(names, x.Name)
+	}
+	if m.Result.NextCursor != "c2" {
+		t.Fatalf("nextCursor lost: %s", body)
+	}
+	return strings.Join(names, " ")
+}
+
+const listReq = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+
+func TestListFilterJSON(t *testing.T) {
+	cases := []struct {
+		name   string
+		scopes []string
+		want   string
+	}{
+		{"read-only token", []string{"mcp:read"}, "echo"},
+		{"write token", []string{"mcp:write"}, "echo deploy"},
+		{"admin implies write", []string{"mcp:admin"}, "echo deploy admin_reset"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := serve(t, listCore(t, tc.scopes, nil), listReq, nil, respond("application/json", 200, toolsResult))
+			if w.Code != 200 || toolNames(t, w.Body.String()) != tc.want {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			if cl := w.Header().Get("Content-Length"); cl != strconv.Itoa(w.Body.Len()) {
+				t.Fatalf("Content-Length %s for %d bytes", cl, w.Body.Len())
+			}
+		})
+	}
+}
+
+func TestListFilterSSE(t *testing.T) {
+	stream := "event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n" +
+		"event: message\r\nid: 2\r\ndata: " + toolsResult + "\r\n\r\n"
+	w := serve(t, listCore(t, []string{"mcp:read"}, nil), listReq, nil, respond("text/event-stream", 200, stream))
+	body := w.Body.String()
+	first, rest, ok := strings.Cut(body, "\n\n")
+	if !ok || first+"\n\n" != stream[:strings.Index(stream, "\n\n")+2] {
+		t.Fatalf("the progress event was not passed on as it was: %q", body)
+	}
+	if !strings.HasPrefix(rest, "event: message\nid: 2\ndata: {") || !strings.HasSuffix(rest, "}\n\n") {
+		t.Fatalf("result event %q", rest)
+	}
+	data := strings.TrimSuffix(strings.TrimPrefix(rest, "event: message\nid: 2\ndata: "), "\n\n")
+	if toolNames(t, data) != "echo" || w.Header().Get("Content-Length") != "" {
+		t.Fatalf("filtered %s, headers %v", data, w.Header())
+	}
+}
+
+func TestListFilterCases(t *testing.T) {
+	batchReq := `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"prompts/list"},{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}]`
+	batchResp := `[` + toolsResult + `,{"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"greet"},{"name":"secret_prompt"}]}},{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"tools"}]}}]`
+	big := `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","description":"` + strings.Repeat("x", 5000) + `"}]}}`
+	cases := []struct {
+		name    string
+		req     string
+		next    caddyhttp.HandlerFunc
+		status  int
+		check   func(t *testing.T, body string)
+		warning bool
+	}{
+		{"batch: each element", batchReq, respond("application/json", 200, batchResp), 200, func(t *testing.T, body string) {
+			if strings.Contains(body, "deploy") || strings.Contains(body, "secret_prompt") || !strings.Contains(body, "greet") || !strings.Contains(body, `"text":"tools"`) {
+				t.Fatalf("batch %s", body)
+			}
+		}, false},
+		{"member names in another case", listReq, respond("application/json", 200, strings.Replace(strings.Replace(toolsResult, `"tools"`, `"Tools"`, 1), `"name":"deploy"`, `"NAME":"deploy"`, 1)), 200, func(t *testing.T, body string) {
+			if strings.Contains(body, "deploy") {
+				t.Fatalf("case variants passed: %s", body)
+			}
+		}, false},
+		{"an error answer passes", listReq, respond("application/json", 200, `{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}`), 200, func(t *testing.T, body string) {
+			if !strings.Contains(body, "-32601") {
+				t.Fatal(body)
+			}
+		}, false},
+		{"not 200 passes", listReq, respond("application/json", 500, `{"x":1}`), 500, nil, false},
+		{"larger than max_body: 502", listReq, respond("application/json", 200, big), 502, nil, true},
+		{"an event larger than max_body: 502", listReq, respond("text/event-stream", 200, "data: "+big+"\n\n"), 502, nil, true},
+		{"compressed: 502", listReq, respond("application/json", 200, "\x1f\x8b...", "Content-Encoding", "gzip"), 502, nil, true},
+		{"not JSON: 502", listReq, respond("application/json", 200, "<html>"), 502, nil, true},
+		{"list result twice-named: 502", listReq, respond("application/json", 200, `{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"Result":{"tools":[{"name":"deploy"}]}}`), 502, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs *observer.ObservedLogs
+			w := serve(t, listCore(t, []string{"mcp:read"}, &logs), tc.req, nil, tc.next)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if tc.status == 502 && (strings.Contains(w.Body.String(), "echo") || !strings.Contains(w.Body.String(), "-32603")) {
+				t.Fatalf("502 body %s", w.Body)
+			}
+			if tc.check != nil {
+				tc.check(t, w.Body.String())
+			}
+			if got := logs.FilterMessage("list response refused: it cannot be filtered").Len(); (got == 1) != tc.warning {
+				t.Fatalf("%d warnings", got)
+			}
+		})
+	}
+}
+
+// TestListFilterOnlyLists: a request that is no list request is not
+// wrapped (its response streams untouched) and keeps its Accept-Encoding;
+// a list request asks for identity.
+func TestListFilterOnlyLists(t *testing.T) {
+	var seen http.ResponseWriter
+	var accept string
+	next := func(w http.ResponseWriter, r *http.Request) error {
+		seen, accept = w, r.Header.Get("Accept-Encoding")
+		return nil
+	}
+	c := listCore(t, []string{"mcp:read"}, nil)
+	serve(t, c, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`, map[string]string{"Accept-Encoding": "gzip"}, next)
+	if _, wrapped := seen.(*listWriter); wrapped || accept != "gzip" {
+		t.Fatalf("tools/call: wrapped %v, Accept-Encoding %q", wrapped, accept)
+	}
+	serve(t, c, listReq, map[string]string{"Accept-Encoding": "gzip"}, next)
+	if _, wrapped := seen.(*listWriter); !wrapped || accept != "" {
+		t.Fatalf("tools/list: wrapped %v, Accept-Encoding %q", wrapped, accept)
+	}
+	c.filterLists = false
+	serve(t, c, listReq, nil, next)
+	if _, wrapped := seen.(*listWriter); wrapped {
+		t.Fatal("filter_lists off: wrapped")
+	}
+}
+
+// TestListFilterHiddenToolRefused: a tool hidden from the list is refused
+// when called, with the scope it needs.
+func TestListFilterHiddenToolRefused(t *testing.T) {
+	w := serve(t, listCore(t, []string{"mcp:read"}, nil), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy"}}`, nil, respond("application/json", 200, "{}"))
+	if w.Code != 403 || !strings.Contains(w.Header().Get("WWW-Authenticate"), `scope="mcp:write"`) {
+		t.Fatalf("%d %v", w.Code, w.Header())
+	}
+}
+
+func TestEventEnd(t *testing.T) {
+	cases := []struct {
+		in      string
+		n, next int
+	}{
+		{"data: a\n\nrest", 8, 9},
+		{"data: a\r\n\r\nrest", 9, 11},
+		{"data: a\r\rrest", 8, 9},
+		{"data: a\n", -1, -1},
+		{"data: a\r\n\r", -1, -1},
+		{"data: a\r", -1, -1},
+		{"id: 1\ndata: a\n\n", 14, 15},
+	}
+	for _, tc := range cases {
+		t.Run(strconv.Quote(tc.in), func(t *testing.T) {
+			n, next := eventEnd([]byte(tc.in))
+			if n != tc.n || next != tc.next {
+				t.Fatalf("eventEnd = %d, %d; want %d, %d", n, next, tc.n, tc.next)
+			}
+		})
+	}
+}
