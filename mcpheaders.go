@@ -168,33 +168,39 @@ func requestID(body []byte, batch bool) json.RawMessage {
 // ASCII header value is sent as "=?base64?" + standard Base64 of its
 // UTF-8 + "?=" (lowercase markers), and servers must decode it before
 // comparing it with the body. Malformed Base64, invalid UTF-8 and control
-// characters (in either form) are refused. Same contract as
-// internal/mcprpc.DecodeHeaderValue, which replaces it once merged.
+// characters (in either form) are refused.
+//
+// A plain value of UTF-8 bytes (no control characters) is read as it is:
+// the official Go SDK (v1.8.0) sends a non-ASCII name that way, and its
+// server compares it so; what must agree with the body is then the bytes
+// themselves. internal/mcprpc.DecodeHeaderValue, meant to replace this
+// function, refuses such values: keep this leniency when merging, or the
+// Go SDK client cannot call a non-ASCII tool through the gateway.
 func decodeHeaderValue(v string) (string, error) {
 	enc, ok := strings.CutPrefix(v, "=?base64?")
 	if ok {
 		enc, ok = strings.CutSuffix(enc, "?=")
 	}
 	if !ok {
-		for i := 0; i < len(v); i++ {
-			if c := v[i]; c < 0x20 || c > 0x7e {
-				return "", fmt.Errorf("byte 0x%02x in a plain value (it must be Base64-encoded)", c)
-			}
-		}
-		return v, nil
+		return v, checkText(v, "the value")
 	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(enc)
 	if err != nil || strings.ContainsAny(enc, "\r\n") {
 		return "", fmt.Errorf("malformed Base64")
 	}
-	if !utf8.Valid(raw) {
-		return "", fmt.Errorf("the decoded value is not UTF-8")
-	}
 	s := string(raw)
+	return s, checkText(s, "the decoded value")
+}
+
+// checkText refuses invalid UTF-8 and control characters (C0, DEL, C1).
+func checkText(s, what string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not UTF-8", what)
+	}
 	for _, r := range s {
 		if unicode.IsControl(r) {
-			return "", fmt.Errorf("control character %U in the decoded value", r)
+			return fmt.Errorf("control character %U in %s", r, what)
 		}
 	}
-	return s, nil
+	return nil
 }
