@@ -100,3 +100,17 @@ func siteKey(h httpcaddyfile.Helper) (key string, ok bool) {
 	}
 	return fmt.Sprintf("%s:%d:%s", file.String(), line.Int(), k.FieldByName("Text").String()), true
 }
+
+// Provision warns when the metadata names no authorization server: the
+// Caddyfile directive refuses that configuration, but a JSON route to
+// mcp_token_metadata (or issuers that only from_env supplies) can still
+// publish such a document, which no client can use.
+func (m *MetadataHandler) Provision(ctx caddy.Context) error {
+	if len(m.AuthorizationServers) == 0 {
+		ctx.Logger().Warn("protected-resource metadata names no authorization server: MCP clients cannot discover where to get a token; set authorization_servers")
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddy.Provisioner = (*MetadataHandler)(nil)

@@ -46,7 +46,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	out.accepted.Extra.(*userVars).set(repl)
-	repl.Set("http.auth.mcp.protocol_version", r.Header.Get(ProtocolVersionHeader))
 	if lw := c.filterList(w, r, out); lw != nil {
 		return lw.finish(next.ServeHTTP(lw, r))
 	}

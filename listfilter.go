@@ -251,8 +251,8 @@ func (lw *listWriter) fail(err error) {
 // refuse answers 502 with a JSON-RPC error, in place of the list.
 func (lw *listWriter) refuse() {
 	h := lw.Header()
-	for k := range h {
-		delete(h, k)
+	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Type", "Etag", "Last-Modified"} {
+		h.Del(k) // the upstream's description of the body it sent
 	}
 	body := []byte(`{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the gateway could not filter the list response"}}`)
 	h.Set("Content-Type", "application/json")
@@ -406,7 +406,7 @@ func (lw *listWriter) filterBody(body []byte) ([]byte, error) {
 		if !changed {
 			return body, nil
 		}
-		return json.Marshal(msgs)
+		return joinArray(msgs), nil
 	}
 	f, err := lw.filterMessage(trimmed)
 	if err != nil || f == nil {
@@ -449,12 +449,8 @@ func (lw *listWriter) filterMessage(msg []byte) ([]byte, error) {
 	if !changed {
 		return nil, nil
 	}
-	rb, err := json.Marshal(result)
-	if err != nil {
-		return nil, err
-	}
-	obj[resKey] = rb
-	return json.Marshal(obj)
+	obj[resKey] = joinObject(result)
+	return joinObject(obj), nil
 }
 
 // filterEntries filters one list; nil when every entry is kept. An entry
@@ -479,10 +475,45 @@ func (lw *listWriter) filterEntries(k listKind, raw json.RawMessage) ([]byte, er
 	if len(kept) == len(entries) {
 		return nil, nil
 	}
-	if len(kept) == 0 {
-		kept = []json.RawMessage{} // [] rather than null
+	return joinArray(kept), nil
+}
+
+// joinArray writes a JSON array of values that a decoder already checked.
+func joinArray(vals []json.RawMessage) []byte {
+	n := 2
+	for _, v := range vals {
+		n += len(v) + 1
 	}
-	return json.Marshal(kept)
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, v := range vals {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, v...)
+	}
+	return append(b, ']')
+}
+
+// joinObject writes a JSON object of members whose values a decoder
+// already checked (in Go's map order: JSON objects are unordered).
+func joinObject(m map[string]json.RawMessage) []byte {
+	n := 2
+	for k, v := range m {
+		n += len(k) + len(v) + 4
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	first := true
+	for k, v := range m {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		key, _ := json.Marshal(k) // escapes the name as JSON requires
+		b = append(append(append(b, key...), ':'), v...)
+	}
+	return append(b, '}')
 }
 
 // member finds the member of obj named name, matched without regard to

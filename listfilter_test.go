@@ -250,3 +250,36 @@ func TestEventEnd(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkListFilter: a tools/list answered by a 20-tool JSON result
+// (about 4 KiB), filtered (read-only token: 10 hidden) vs not filtered.
+func BenchmarkListFilter(b *testing.B) {
+	var tools []string
+	rules := map[string][]string{}
+	for i := range 20 {
+		name := "tool_" + strconv.Itoa(i)
+		tools = append(tools, `{"name":"`+name+`","description":"`+strings.Repeat("d", 120)+`","inputSchema":{"type":"object"}}`)
+		if i%2 == 1 {
+			rules[name] = []string{"mcp:write"}
+		}
+	}
+	result := `{"jsonrpc":"2.0","id":1,"result":{"tools":[` + strings.Join(tools, ",") + `]}}`
+	next := respond("application/json", 200, result)
+	for _, filter := range []bool{false, true} {
+		b.Run("filter="+strconv.FormatBool(filter), func(b *testing.B) {
+			c := &core{verifier: fakeVerifier{tok: &verifiers.AccessToken{ClientID: "c", Scopes: []string{"mcp:read"}}},
+				logger: zap.NewNop(), maxBody: DefaultMaxBody, filterLists: filter, rules: scopeRules{tool: rules}}
+			h := &Handler{module{core: c}}
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(listReq))
+				r.Header.Set("Authorization", "Bearer abc")
+				r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+				w := httptest.NewRecorder()
+				if err := h.ServeHTTP(w, r, next); err != nil || w.Code != 200 {
+					b.Fatal(err, w.Code)
+				}
+			}
+		})
+	}
+}
