@@ -1,15 +1,19 @@
 package mcptoken
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -281,5 +285,108 @@ func BenchmarkListFilter(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestListFilterStreamsOtherEvents: while a list response streams, an
+// event that carries no list result reaches the client as soon as it is
+// complete, before the server sends the list (it waits for the client to
+// have seen the first event).
+func TestListFilterStreamsOtherEvents(t *testing.T) {
+	release := make(chan struct{})
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		_, _ = w.Write([]byte("data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n"))
+		_, _ = w.Write([]byte("\n"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+			return errors.New("the client never saw the first event")
+		}
+		_, _ = w.Write([]byte("data: " + toolsResult + "\n\n"))
+		return nil
+	})
+	c := listCore(t, []string{"mcp:read"}, nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		if err := (&Handler{module{core: c}}).ServeHTTP(w, r, next); err != nil {
+			http.Error(w, err.Error(), 500)
+		}
+	}))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(listReq))
+	req.Header.Set("Authorization", "Bearer abc")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var data []string
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			data = append(data, d)
+			if len(data) == 1 {
+				close(release) // only now may the server send the list
+			}
+		}
+	}
+	if len(data) != 2 || !strings.Contains(data[0], "notifications/progress") || toolNames(t, data[1]) != "echo" {
+		t.Fatalf("events %q", data)
+	}
+}
+
+func TestListFilterResources(t *testing.T) {
+	c := listCore(t, []string{"mcp:read"}, nil)
+	c.rules.resource = map[string][]string{"file:///secret": {"mcp:admin"}, "file:///logs/{day}": {"mcp:admin"}}
+	req := `[{"jsonrpc":"2.0","id":1,"method":"resources/list"},{"jsonrpc":"2.0","id":2,"method":"resources/templates/list"}]`
+	resp := `[{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"file:///readme","name":"r"},{"uri":"file:///secret","name":"s"}]}},` +
+		`{"jsonrpc":"2.0","id":2,"result":{"resourceTemplates":[{"uriTemplate":"file:///logs/{day}","name":"logs"},{"uriTemplate":"file:///docs/{page}","name":"docs"}]}}]`
+	w := serve(t, c, req, nil, respond("application/json", 200, resp))
+	body := w.Body.String()
+	if w.Code != 200 || strings.Contains(body, "secret") || strings.Contains(body, "logs") || !strings.Contains(body, "readme") || !strings.Contains(body, "docs") {
+		t.Fatalf("%d %s", w.Code, body)
+	}
+	// Reading the hidden resource is refused.
+	w = serve(t, c, `{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///secret"}}`, nil, respond("application/json", 200, "{}"))
+	if w.Code != 403 || !strings.Contains(w.Header().Get("WWW-Authenticate"), `scope="mcp:admin"`) {
+		t.Fatalf("%d %v", w.Code, w.Header())
+	}
+}
+
+func TestListRulesCaddyfile(t *testing.T) {
+	var c Config
+	err := c.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_token {\n hmac_secret {env.S}\n prompt_scopes incident mcp:write\n resource_scopes file:///x mcp:admin\n filter_lists off\n}"))
+	if err != nil || c.FilterLists == nil || *c.FilterLists || c.PromptScopes["incident"][0] != "mcp:write" || c.ResourceScopes["file:///x"][0] != "mcp:admin" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	err = c.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_token {\n hmac_secret {env.S}\n filter_lists maybe\n}"))
+	if err == nil || !strings.Contains(err.Error(), `filter_lists: "maybe", want on or off, at Testfile:3`) {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{}, false},
+		{Config{MethodScopes: map[string][]string{"tools/call": {"x"}}}, false},
+		{Config{ToolScopes: map[string][]string{"deploy": {"x"}}}, true},
+		{Config{PromptScopes: map[string][]string{"p": {"x"}}}, true},
+		{Config{ToolScopes: map[string][]string{"deploy": {"x"}}, FilterLists: new(bool)}, false},
+	} {
+		tc.cfg.HMACSecret = strings.Repeat("s", 32)
+		h := &Handler{module{Config: tc.cfg}}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		if err := h.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if h.core.filterLists != tc.want {
+			t.Errorf("%+v: filterLists %v, want %v", tc.cfg, h.core.filterLists, tc.want)
+		}
+		_ = h.Cleanup()
+		cancel()
 	}
 }
