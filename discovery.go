@@ -37,12 +37,14 @@ func checkAuthorizationServers(cfg *Config, at caddyfile.Token) (publish bool, e
 const stateKey = "mcp_token.routes"
 
 // checkSecondDirective refuses a second mcp_token whose requests overlap
-// an earlier one's in the same site block (the same matcher, or either
-// without one). The first removes Authorization from the requests it
+// an earlier one's in the same site (the same matcher, or, in the same
+// block, either without one; under an enclosing block's mcp_token without
+// matcher, any). The first removes Authorization from the requests it
 // accepts, so the second would see no token and answer 401 to everyone:
 // several issuers go in `issuer <iss> { ... }` blocks of one mcp_token.
 // Blocks nested in handle/route see the mcp_token of the blocks around
-// them (Caddy's BlockState propagates down), not their siblings'.
+// them (Caddy's BlockState propagates down), not their siblings'; a
+// nested block written before the enclosing mcp_token is not seen.
 func checkSecondDirective(h httpcaddyfile.Helper, matcher caddy.ModuleMap, at caddyfile.Token) error {
 	site, ok := siteKey(h)
 	if !ok {
@@ -53,22 +55,33 @@ func checkSecondDirective(h httpcaddyfile.Helper, matcher caddy.ModuleMap, at ca
 		raw, _ := json.Marshal(matcher)
 		key = string(raw)
 	}
-	seen, _ := h.BlockState[stateKey].(map[string]caddyfile.Token)
+	block := reflect.ValueOf(h.BlockState).Pointer() // each handle/route block has its own map
+	seen, _ := h.BlockState[stateKey].(map[string]seenDirective)
 	for k, prev := range seen {
 		s, m, _ := cutKey(k)
-		if s == site && (m == key || m == "all" || key == "all") {
+		if s != site {
+			continue
+		}
+		sameBlock := prev.block == block
+		if m == key || m == "all" || (sameBlock && key == "all") {
 			return fmt.Errorf("%s: a second mcp_token for the requests of the one at %s:%d: the first removes the token from the request, so this one would answer 401 to every request. "+
 				"To accept tokens from several issuers, use one mcp_token with an `issuer <iss> { ... }` block per issuer, at %s:%d",
-				at.Text, prev.File, prev.Line, at.File, at.Line)
+				at.Text, prev.at.File, prev.at.Line, at.File, at.Line)
 		}
 	}
-	next := make(map[string]caddyfile.Token, len(seen)+1)
+	next := make(map[string]seenDirective, len(seen)+1)
 	for k, v := range seen {
-		next[k] = v // a copy: BlockState maps are shared with enclosing blocks
+		next[k] = v // a copy: enclosing blocks share the map seen
 	}
-	next[site+"\x00"+key] = at
+	next[site+"\x00"+key] = seenDirective{at: at, block: block}
 	h.BlockState[stateKey] = next
 	return nil
+}
+
+// seenDirective is an mcp_token already adapted: where, and in which block.
+type seenDirective struct {
+	at    caddyfile.Token
+	block uintptr
 }
 
 func cutKey(k string) (site, matcher string, ok bool) {

@@ -37,6 +37,8 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 		{"second mcp_token without matcher", "example.com {\n\tmcp_token /mcp* {\n\t\thmac_secret {env.S}\n\t\tissuer https://a\n\t}\n\tmcp_token {\n\t\thmac_secret {env.T}\n\t\tissuer https://b\n\t}\n}\n", blocks + ", at Caddyfile:6"},
 		{"nested in a handle of the same path", "example.com {\n\tmcp_token {\n\t\thmac_secret {env.S}\n\t\tissuer https://a\n\t}\n\thandle /mcp* {\n\t\tmcp_token {\n\t\t\thmac_secret {env.T}\n\t\t\tissuer https://b\n\t\t}\n\t}\n}\n", blocks + ", at Caddyfile:7"},
 		{"two paths", "example.com {\n\tmcp_token /a* {\n\t\thmac_secret {env.S}\n\t\tissuer https://a\n\t}\n\tmcp_token /b* {\n\t\thmac_secret {env.T}\n\t\tissuer https://b\n\t}\n}\n", ""},
+		{"a handle block under an mcp_token with a matcher", "example.com {\n\tmcp_token /mcp* {\n\t\thmac_secret {env.S}\n\t\tissuer https://a\n\t}\n\thandle /admin* {\n\t\tmcp_token {\n\t\t\thmac_secret {env.T}\n\t\t\tissuer https://b\n\t\t}\n\t}\n}\n", ""},
+		{"same matcher in a handle block", "example.com {\n\tmcp_token /mcp* {\n\t\thmac_secret {env.S}\n\t\tissuer https://a\n\t}\n\thandle {\n\t\tmcp_token /mcp* {\n\t\t\thmac_secret {env.T}\n\t\t\tissuer https://b\n\t\t}\n\t}\n}\n", blocks + ", at Caddyfile:7"},
 		{"sibling handle blocks", "example.com {\n\thandle /a* {\n\t\tmcp_token {\n\t\t\thmac_secret {env.S}\n\t\t\tissuer https://a\n\t\t}\n\t}\n\thandle /b* {\n\t\tmcp_token {\n\t\t\thmac_secret {env.T}\n\t\t\tissuer https://b\n\t\t}\n\t}\n}\n", ""},
 		{"two sites", "a.example.com {\n\tmcp_token /mcp* {\n\t\thmac_secret {env.S}\n\t\tissuer https://a\n\t}\n}\nb.example.com {\n\tmcp_token /mcp* {\n\t\thmac_secret {env.S}\n\t\tissuer https://a\n\t}\n}\n", ""},
 	}
