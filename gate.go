@@ -290,7 +290,7 @@ type errorBody struct {
 // verification outcome becomes an HTTP response.
 func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, verifiers.ErrHeaderMismatch) {
-		writeHeaderError(w, err) // a JSON-RPC error, as MCP asks (mcpheaders.go)
+		writeHeaderError(w, r, err) // a JSON-RPC error, as MCP asks (mcpheaders.go)
 		return
 	}
 	out := verifiers.Classify(err)

@@ -127,7 +127,7 @@ func (e *headerError) Is(target error) bool { return target == verifiers.ErrHead
 // JSON-RPC error whose code is -32020), with the request's id (null when
 // it has none, or for a batch). The message is fixed text: the body and
 // the header values are the client's, and are not echoed.
-func writeHeaderError(w http.ResponseWriter, err error) {
+func writeHeaderError(w http.ResponseWriter, r *http.Request, err error) {
 	var id json.RawMessage
 	if he, ok := err.(*headerError); ok && he.id != nil {
 		id = he.id
@@ -139,6 +139,9 @@ func writeHeaderError(w http.ResponseWriter, err error) {
 	body = append(body, id...)
 	body = append(body, `,"error":{"code":-32020,"message":"MCP request headers (Mcp-Method, Mcp-Name) are missing, malformed or do not match the JSON-RPC body"}}`...)
 	hdr := w.Header()
+	if r.Header.Get("Origin") != "" {
+		hdr.Set("Access-Control-Allow-Origin", "*") // browser clients read the error
+	}
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
