@@ -26,7 +26,7 @@ const toolsResult = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","
 
 // listCore is a core with per-tool rules, as provisioned: deploy needs
 // mcp:write, admin_reset mcp:admin (which implies mcp:write).
-func listCore(t *testing.T, scopes []string, logs **observer.ObservedLogs) *core {
+func listCore(t testing.TB, scopes []string, logs **observer.ObservedLogs) *core {
 	t.Helper()
 	h := new(verifiers.ScopeHierarchy)
 	if err := h.Add("mcp:admin", "mcp:write"); err != nil {
@@ -389,4 +389,45 @@ func TestListRulesCaddyfile(t *testing.T) {
 		_ = h.Cleanup()
 		cancel()
 	}
+}
+
+// FuzzListFilter: filtering never panics, and whatever it passes on, a Go
+// client reading the result (case-insensitive member names, as
+// encoding/json does) never finds the hidden tool in it.
+func FuzzListFilter(f *testing.F) {
+	f.Add([]byte(toolsResult))
+	f.Add([]byte(`[` + toolsResult + `,{"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"secret_prompt"}]}}]`))
+	f.Add([]byte(`{"result":{"Tools":[{"NAME":"deploy"}],"tools":[{"name":"echo"}]}}`))
+	f.Add([]byte(`{"result":{"tools":[{"name":"deploy","name":"echo"}]}}`))
+	f.Add([]byte(`{"result":{"tools":[{"name":"de\u0070loy"}]}}`))
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}`))
+	c := listCore(f, []string{"mcp:read"}, nil)
+	lw := &listWriter{c: c, tok: c.verifier.(fakeVerifier).tok, kinds: listKinds[:2], max: 1 << 20}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, err := lw.filterBody(body)
+		if err != nil {
+			return
+		}
+		var msgs []json.RawMessage
+		if json.Unmarshal(out, &msgs) != nil {
+			msgs = []json.RawMessage{out}
+		}
+		for _, m := range msgs {
+			var resp struct {
+				Result struct {
+					Tools []struct {
+						Name string `json:"name"`
+					} `json:"tools"`
+				} `json:"result"`
+			}
+			if json.Unmarshal(m, &resp) != nil {
+				continue
+			}
+			for _, tl := range resp.Result.Tools {
+				if tl.Name == "deploy" || tl.Name == "admin_reset" {
+					t.Fatalf("hidden tool passed: %s -> %s", body, out)
+				}
+			}
+		}
+	})
 }
