@@ -80,16 +80,35 @@ func (c *core) listAllows(tok *verifiers.AccessToken, k listKind, name string) b
 	if !tok.HasScopes(c.rules.method[k.call]) {
 		return false
 	}
-	var byName map[string][]string
-	switch k.call {
-	case "tools/call":
-		byName = c.rules.tool
-	case "prompts/get":
-		byName = c.rules.prompt
-	case "resources/read":
-		byName = c.rules.resource
+	return tok.HasScopes(c.rules.byKind(k)[name])
+}
+
+// listAllowsAll reports whether tok passes every rule that could hide an
+// entry of these lists: then nothing is hidden, and the response is not
+// read at all.
+func (c *core) listAllowsAll(tok *verifiers.AccessToken, kinds []listKind) bool {
+	for _, k := range kinds {
+		if !tok.HasScopes(c.rules.method[k.call]) {
+			return false
+		}
+		for _, scopes := range c.rules.byKind(k) {
+			if !tok.HasScopes(scopes) {
+				return false
+			}
+		}
 	}
-	return tok.HasScopes(byName[name])
+	return true
+}
+
+// byKind is the per-name rules of the method that decides a list's entries.
+func (s scopeRules) byKind(k listKind) map[string][]string {
+	switch k.call {
+	case "prompts/get":
+		return s.prompt
+	case "resources/read":
+		return s.resource
+	}
+	return s.tool
 }
 
 // errListUnfilterable: a list response the gateway cannot filter.
@@ -124,7 +143,7 @@ const (
 // when there are none. The request asks the upstream for an identity
 // encoding so that the body can be read.
 func (c *core) filterList(w http.ResponseWriter, r *http.Request, out outcome) *listWriter {
-	if len(out.lists) == 0 {
+	if len(out.lists) == 0 || c.listAllowsAll(out.accepted.Token, out.lists) {
 		return nil
 	}
 	r.Header.Del("Accept-Encoding")

@@ -216,6 +216,12 @@ func TestListFilterOnlyLists(t *testing.T) {
 	if _, wrapped := seen.(*listWriter); !wrapped || accept != "" {
 		t.Fatalf("tools/list: wrapped %v, Accept-Encoding %q", wrapped, accept)
 	}
+	// A token that passes every rule has nothing hidden: not wrapped.
+	admin := listCore(t, []string{"mcp:admin"}, nil)
+	serve(t, admin, listReq, map[string]string{"Accept-Encoding": "gzip"}, next)
+	if _, wrapped := seen.(*listWriter); wrapped || accept != "gzip" {
+		t.Fatalf("tools/list, admin: wrapped %v, Accept-Encoding %q", wrapped, accept)
+	}
 	c.filterLists = false
 	serve(t, c, listReq, nil, next)
 	if _, wrapped := seen.(*listWriter); wrapped {
