@@ -71,6 +71,7 @@ func (c *core) check(r *http.Request) (out outcome) {
 	}
 	out = c.authenticate(r, true)
 	if out.err != nil {
+		c.widenScopeError(r, &out) // one challenge names every scope needed (scopeimplies.go)
 		return out
 	}
 	needed, calls, err := c.inspect(r)

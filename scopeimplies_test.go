@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
 func TestScopeImpliesCaddyfile(t *testing.T) {
@@ -54,5 +57,31 @@ func TestScopeImpliesJSONCycle(t *testing.T) {
 	_, err := cfg.buildChain(nil, guards{}, sources{})
 	if err == nil || !strings.Contains(err.Error(), "scope_implies: scope implications form a cycle: c → a → b → c") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestScopeChallengeNamesAll: a token refused for a global scope, on a
+// request that also needs a tool scope, gets one challenge naming both.
+func TestScopeChallengeNamesAll(t *testing.T) {
+	tok := &verifiers.AccessToken{ClientID: "c", Scopes: []string{"other"}}
+	cases := []struct {
+		name, body, want string
+	}{
+		{"tool scope added", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy"}}`, `scope="mcp:read mcp:write"`},
+		{"nothing to add", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`, `scope="mcp:read"`},
+		{"unreadable body keeps the challenge", `garbage`, `scope="mcp:read"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &core{
+				verifier: fakeVerifier{tok: tok, err: &verifiers.ScopeError{Required: []string{"mcp:read"}, Missing: []string{"mcp:read"}}},
+				logger:   zap.NewNop(), maxBody: DefaultMaxBody, requiredScopes: []string{"mcp:read"},
+				rules: scopeRules{tool: map[string][]string{"deploy": {"mcp:write"}}},
+			}
+			w := serve(t, c, tc.body, nil, respond("application/json", 200, "{}"))
+			if w.Code != 403 || !strings.Contains(w.Header().Get("WWW-Authenticate"), tc.want) {
+				t.Fatalf("%d %q, want %s", w.Code, w.Header().Get("WWW-Authenticate"), tc.want)
+			}
+		})
 	}
 }
