@@ -63,9 +63,10 @@ func (c *Config) parseScopeImplies(d *caddyfile.Dispenser) error {
 // widenScopeError: a token refused by the verifiers for a scope the
 // configuration requires (global, issuer, introspection) gets a challenge
 // that also names what this request needs (method, tool, prompt, resource
-// scopes), so that one step-up is enough. MCP 2026-07-28 (SEP-2350, with
-// RFC 6750 §3.1): the scope parameter names the scopes the operation
-// needs, all of them. When the body cannot be read, the challenge stays.
+// scopes), so that one step-up is enough. MCP 2026-07-28 basic/
+// authorization, "Runtime Insufficient Scope Errors" (SEP-2350, aligned
+// with RFC 6750 §3.1): the scope parameter names the scopes the current
+// operation needs, all of them. When the body cannot be read, the challenge stays.
 func (c *core) widenScopeError(r *http.Request, out *outcome) {
 	var se *verifiers.ScopeError
 	if out.tok == nil || c.rules.empty() || !errors.As(out.err, &se) {

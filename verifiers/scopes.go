@@ -7,10 +7,12 @@ import (
 )
 
 // ScopeHierarchy says which narrower scopes a broader scope implies. MCP
-// 2026-07-28 (basic/authorization, "Scope Validation") asks resource
-// servers to account for scope hierarchies, where a broader scope implies
-// narrower ones: with "mcp:admin implies mcp:write", a token granted
-// mcp:admin passes every check for mcp:write.
+// 2026-07-28 (basic/authorization): "Servers MUST account for scope
+// hierarchies, where a broader scope implies narrower ones". With
+// "mcp:admin implies mcp:write", a token granted mcp:admin passes every
+// check for mcp:write. Challenges still name the scopes an operation
+// needs, not the broader ones that would also do (same revision, "Runtime
+// Insufficient Scope Errors" as SEP-2350 aligned it with RFC 6750 §3.1).
 //
 // Implications are transitive and may not form a cycle. The zero value and
 // nil imply nothing. A built hierarchy is read-only and safe for
