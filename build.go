@@ -28,6 +28,8 @@ type core struct {
 	maxBody        int64
 	corsPreflight  bool
 	resource       ProtectedResource
+	noMetadata     bool             // no metadata is published: challenges name none (see checkAuthorizationServers)
+	filterLists    bool             // list results are filtered (listfilter.go)
 	limiter        *limiter.Limiter // nil when rate limiting is off
 	metrics        *metrics         // nil without a metrics registry
 	logger         *zap.Logger
@@ -57,10 +59,16 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	}
 	c.requiredScopes = cfg.RequiredScopes
 	c.forwardToken = cfg.ForwardToken
-	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes}
+	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes, prompt: cfg.PromptScopes, resource: cfg.ResourceScopes}
+	c.filterLists = c.rules.byName()
+	if cfg.FilterLists != nil {
+		c.filterLists = *cfg.FilterLists
+	}
 	c.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
 	c.corsPreflight = cfg.CORSPreflight == nil || *cfg.CORSPreflight
 	c.resource = cfg.metadata()
+	c.noMetadata = len(c.resource.AuthorizationServers) == 0 && cfg.KeyConfig.count() == 0 &&
+		len(cfg.IssuerConfigs) == 0 && cfg.Introspection == nil && !cfg.FromEnv
 	lim, err := c.rateLimiter(cfg)
 	if err != nil {
 		return err
@@ -198,7 +206,13 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, g guards, src sources) (*ver
 	if cfg.TokenType != "" && len(cfg.IssuerConfigs)+cfg.KeyConfig.count() == 0 {
 		return nil, errors.New("token_type needs a JWT key source")
 	}
-	chain := &verifiers.Chain{RequiredScopes: cfg.RequiredScopes}
+	implies, err := cfg.scopeHierarchy()
+	if err != nil {
+		return nil, err
+	}
+	// Every scope rule of the verifiers is checked by the chain, after the
+	// hierarchy expanded the token's scopes (see verifiers.Chain).
+	chain := &verifiers.Chain{RequiredScopes: cfg.RequiredScopes, Implies: implies}
 	ps, err := cfg.policies()
 	if err != nil {
 		return nil, err
@@ -210,6 +224,12 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, g guards, src sources) (*ver
 			return nil, err
 		}
 		jwts = append(jwts, v)
+		if len(p.requiredScopes) > 0 {
+			if chain.IssuerScopes == nil {
+				chain.IssuerScopes = map[string][]string{}
+			}
+			chain.IssuerScopes[repl.ReplaceKnown(p.issuers[0], "")] = p.requiredScopes
+		}
 	}
 	switch len(jwts) {
 	case 0:
@@ -235,6 +255,7 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, g guards, src sources) (*ver
 			return nil, fmt.Errorf("introspection: %w", err)
 		}
 		chain.Opaque = v
+		chain.OpaqueScopes = cfg.Introspection.RequiredScopes
 	}
 	if chain.JWT == nil && chain.Static == nil && chain.Opaque == nil {
 		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block, introspection or static_token")
@@ -284,8 +305,8 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src source
 		Audiences:       replaceAll(repl, auds),
 		RequireIssuer:   ic.RequireIssuer,
 		RequireAudience: ic.RequireAudience,
-		RequiredScopes:  ic.RequiredScopes,
-		ClockSkew:       verifiers.DefaultClockSkew,
+		// RequiredScopes: checked by the chain, after scope_implies.
+		ClockSkew: verifiers.DefaultClockSkew,
 	}
 	if cfg.ClockSkew != nil {
 		rules.ClockSkew = time.Duration(*cfg.ClockSkew)
@@ -389,13 +410,13 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources)
 		skew = time.Duration(*cfg.ClockSkew)
 	}
 	v, err := verifiers.NewJWT(verifiers.JWTConfig{
-		Issuers:        replaceAll(repl, p.issuers),
-		Audiences:      replaceAll(repl, p.audiences),
-		Algorithms:     p.algorithms,
-		Keys:           keys,
-		ClockSkew:      skew,
-		TokenType:      cfg.TokenType,
-		RequiredScopes: p.requiredScopes,
+		Issuers:    replaceAll(repl, p.issuers),
+		Audiences:  replaceAll(repl, p.audiences),
+		Algorithms: p.algorithms,
+		Keys:       keys,
+		ClockSkew:  skew,
+		TokenType:  cfg.TokenType,
+		// RequiredScopes: checked by the chain, after scope_implies.
 	})
 	if err != nil && p.keys.HMACSecret != "" {
 		return nil, fromPlaceholder("hmac_secret", p.keys.HMACSecret, err)

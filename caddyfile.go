@@ -35,12 +35,20 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	if !h.Next() {
 		return nil, h.ArgErr()
 	}
+	start := h.Token()
 	matcherSet, err := h.ExtractMatcherSet()
 	if err != nil {
 		return nil, err
 	}
 	handler := new(Handler)
 	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if err := checkSecondDirective(h, matcherSet, start); err != nil {
+		return nil, err
+	}
+	publish, err := checkAuthorizationServers(&handler.Config, start)
+	if err != nil {
 		return nil, err
 	}
 	if handler.ResourcePath == "" {
@@ -51,6 +59,9 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	paths := []string{WellKnownPath}
 	if rp := meta.configuredPath(); rp != "" {
 		paths = []string{WellKnownPath + rp, WellKnownPath}
+	}
+	if !publish {
+		paths = nil // static development tokens only: no authorization server to point to
 	}
 	for _, p := range paths {
 		pm, _ := json.Marshal(caddyhttp.MatchPath{p})
@@ -124,6 +135,10 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    resource_path          <path>
 //	    method_scopes          <method> <scope...>
 //	    tool_scopes            <tool> <scope...>
+//	    prompt_scopes          <prompt> <scope...>
+//	    resource_scopes        <uri> <scope...>
+//	    scope_implies          <broad> <narrow> [<narrow>...]
+//	    filter_lists           on|off
 //	    cors_preflight         on|off
 //	    max_body               <size>
 //	    issuer <iss> {
@@ -169,6 +184,14 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseScopeRule(d, &c.MethodScopes)
 		case "tool_scopes":
 			err = parseScopeRule(d, &c.ToolScopes)
+		case "scope_implies":
+			err = c.parseScopeImplies(d)
+		case "prompt_scopes":
+			err = parseScopeRule(d, &c.PromptScopes)
+		case "resource_scopes":
+			err = parseScopeRule(d, &c.ResourceScopes)
+		case "filter_lists":
+			c.FilterLists, err = parseOnOff(d)
 		case "cors_preflight":
 			var v string
 			if v, err = singleArg(d); err == nil {

@@ -133,7 +133,7 @@ func TestCLIRoundTrip(t *testing.T) {
 					t.Fatalf("private key mode %v", st.Mode())
 				}
 			}
-			caddyfile := writeTestFile(t, dir, "Caddyfile", fmt.Sprintf("example.com {\n\tmcp_token /mcp* {\n\t\t%s\n\t\taudience cli-api\n\t\trequired_scopes mcp:read\n\t}\n}\n", keyLine))
+			caddyfile := writeTestFile(t, dir, "Caddyfile", fmt.Sprintf("example.com {\n\tmcp_token /mcp* {\n\t\t%s\n\t\taudience cli-api\n\t\tauthorization_servers https://as.example\n\t\trequired_scopes mcp:read\n\t}\n}\n", keyLine))
 			tok := strings.TrimSpace(mustCLI(t, "", "mint", "--key", keyFile, "--aud", "cli-api", "--scope", "mcp:read mcp:write", "--claim", "client_id=cli-client", "--claim", "tier=3").stdout)
 			r := runCLI(t, "", "verify", "--config", caddyfile, tok)
 			if r.code != 0 || !strings.Contains(r.stdout, "mcp_token at example.com /mcp*: ACCEPT (jwt verifier)") ||
@@ -679,6 +679,7 @@ http://localhost:9080 {
 	mcp_token /mcp* {
 		public_key %s
 		audience cli-e2e
+		authorization_servers https://as.example
 	}
 	respond /mcp* "hello {http.auth.user.client_id}" 200
 }

@@ -54,6 +54,7 @@ http://localhost:9080 {
 				auth_method post
 				cache_ttl %[7]s
 			}
+			authorization_servers %[2]s
 		}
 		reverse_proxy %[6]s
 	}
@@ -65,6 +66,7 @@ http://localhost:9080 {
 				auth_method post
 				cache_ttl 1h
 			}
+			authorization_servers %[2]s
 		}
 		reverse_proxy %[6]s
 	}

@@ -51,6 +51,7 @@ func jwksRoute(path, url, echo string) string {
 		mcp_token {
 			jwks_uri %s
 			audience mcp-e2e
+			authorization_servers https://as.example
 		}
 		%s
 	}`, path, url, echoProxy(echo, "ok {http.auth.user.client_id}"))

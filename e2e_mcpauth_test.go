@@ -338,6 +338,7 @@ http://localhost:9080 {
 	}
 	mcp_token /off/* {
 		static_token dev-cors-off-token off-client mcp:read
+		authorization_servers https://as.example
 		cors_preflight off
 	}
 	reverse_proxy %s

@@ -44,6 +44,7 @@ http://localhost:9080 {
 	mcp_token /mcp* {
 		jwks_uri %s
 		audience metrics-api
+		authorization_servers https://as.example
 		required_scopes mcp:read
 		static_token dev-metrics-token dev mcp:read
 		rate_limit 3 1m

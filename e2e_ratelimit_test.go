@@ -53,6 +53,7 @@ http://localhost:9080 {
 		public_key <<PEM
 %sPEM
 		audience mcp-e2e
+		authorization_servers https://as.example
 		rate_limit 10 %s
 	}
 	handle /mcp* {
@@ -145,6 +146,7 @@ http://localhost:9080 {
 		public_key <<PEM
 %sPEM
 		audience mcp-e2e
+		authorization_servers https://as.example
 		rate_limit 3 1m
 	}
 	handle /mcp* {
@@ -187,6 +189,7 @@ http://localhost:9080 {
 		jwks_uri %s
 		algorithms ES256
 		audience mcp-e2e
+		authorization_servers https://as.example
 		rate_limit 2 1m
 	}
 	handle /mcp* {

@@ -84,8 +84,12 @@ func TestE2EReloadToNewKeySource(t *testing.T) {
 				continue
 			}
 			resp.Body.Close()
-			if resp.StatusCode != 200 && resp.StatusCode != 401 { // 401: tok1 after the switch
+			// 200 before the switch; after it tok1 names a key the new
+			// config does not know: 401, then 429 once the refusals
+			// reach the failed-attempt limit. Never a 5xx.
+			if resp.StatusCode >= 500 {
 				not200.Add(1)
+				t.Logf("during the reload: %d (Retry-After %q)", resp.StatusCode, resp.Header.Get("Retry-After"))
 			}
 		}
 	}()
@@ -101,7 +105,7 @@ func TestE2EReloadToNewKeySource(t *testing.T) {
 		t.Fatalf("the reload took %s: it did not wait for the new key source", took)
 	}
 	if n := not200.Load(); n != 0 {
-		t.Fatalf("%d of %d requests during the reload got neither 200 nor 401 (a reload must not cause 503s)", n, during.Load())
+		t.Fatalf("%d of %d requests during the reload got a 5xx (a reload must not cause 503s)", n, during.Load())
 	}
 	t.Logf("reload to a slow (1.5 s) key source took %s; %d requests meanwhile, none 503 (%d connection errors)", took.Round(time.Millisecond), during.Load(), transport.Load())
 	if resp, _ := post(t, e2eBase+"/mcp", tok2, toolsList); resp.StatusCode != 200 {

@@ -207,7 +207,10 @@ func reached(t *testing.T, rec *mcpdemo.Recorder, before, want int, what string)
 }
 
 // httpClient is the e2e tests' client: every request is bounded.
-var httpClient = &http.Client{Timeout: 10 * time.Second}
+// No keep-alive: tests reload Caddy often, and a reload closes idle
+// connections, which a POST racing it would see as EOF (clients retry;
+// a test should not have to).
+var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 // send does req with httpClient and returns the response with its body read.
 func send(t *testing.T, req *http.Request) (*http.Response, string) {

@@ -24,6 +24,7 @@ http://localhost:9080 {
 			public_key <<PEM
 %[1]sPEM
 			audience aud-a
+			authorization_servers https://as.example
 			tool_scopes deploy deploy:write
 			resource_path /a
 		}
@@ -35,6 +36,7 @@ http://localhost:9080 {
 			public_key <<PEM
 %[1]sPEM
 			audience aud-b
+			authorization_servers https://as.example
 			resource_path /b
 		}
 		rewrite * /mcp

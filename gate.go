@@ -31,7 +31,9 @@ import (
 //	 4. the failed-attempt limiter (misses)  │
 //	 5. the verifiers; the cache remembers   │
 //	 6. the token removed from the request ──┘
-//	 7. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go)
+//	 7. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go,
+//	    mcpheaders.go)
+//	 8. the response to a list request, filtered (listfilter.go)
 //
 // and the one place that turns an outcome into an HTTP answer (refuse),
 // a challenge (challenge), a log line (logRejection) and a metric.
@@ -49,6 +51,7 @@ type outcome struct {
 	took  time.Duration // time spent verifying; 0 on a cache hit
 	cache cacheResult
 	err   error
+	lists []listKind // list methods whose results are filtered; nil: none
 }
 
 // cacheResult says what the verified-token cache did for a request.
@@ -68,16 +71,19 @@ func (c *core) check(r *http.Request) (out outcome) {
 	}
 	out = c.authenticate(r, true)
 	if out.err != nil {
+		c.widenScopeError(r, &out) // one challenge names every scope needed (scopeimplies.go)
 		return out
 	}
-	needed, err := c.inspect(r)
+	needed, calls, err := c.inspect(r)
 	if err == nil && len(needed) > len(c.requiredScopes) {
 		err = verifiers.RequireScopes(out.accepted.Token, needed)
 	}
 	if err != nil {
 		c.logRejection(err, out.token, out.accepted.Token)
 		out.tok, out.err = out.accepted.Token, err
+		return out
 	}
+	out.lists = c.listKinds(calls) // 8. the list results filtered (listfilter.go)
 	return out
 }
 
@@ -284,6 +290,10 @@ type errorBody struct {
 // refuse writes the answer to a refused request: the one place where a
 // verification outcome becomes an HTTP response.
 func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, verifiers.ErrHeaderMismatch) {
+		writeHeaderError(w, r, err) // a JSON-RPC error, as MCP asks (mcpheaders.go)
+		return
+	}
 	out := verifiers.Classify(err)
 	hdr := w.Header()
 	switch {
@@ -332,7 +342,12 @@ func (c *core) challenge(r *http.Request, err error) string {
 	if len(scopes) > 0 {
 		params = append(params, param("scope", strings.Join(scopes, " ")))
 	}
-	params = append(params, param("resource_metadata", c.resource.MetadataURL(r)))
+	if !c.noMetadata {
+		params = append(params, param("resource_metadata", c.resource.MetadataURL(r)))
+	}
+	if len(params) == 0 {
+		return "Bearer"
+	}
 	return "Bearer " + strings.Join(params, ", ")
 }
 

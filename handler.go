@@ -46,6 +46,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	out.accepted.Extra.(*userVars).set(repl)
+	if lw := c.filterList(w, r, out); lw != nil {
+		return lw.finish(next.ServeHTTP(lw, r))
+	}
 	return next.ServeHTTP(w, r)
 }
 

@@ -21,13 +21,20 @@ type rpcCall struct {
 	name   string // params.name, or params.uri, when a string
 }
 
-// scopeRules are the per-method and per-tool scope requirements.
+// scopeRules are the per-method and per-name scope requirements: tools
+// (tools/call by params.name), prompts (prompts/get by params.name) and
+// resources (resources/read by params.uri).
 type scopeRules struct {
-	method map[string][]string
-	tool   map[string][]string
+	method   map[string][]string
+	tool     map[string][]string
+	prompt   map[string][]string
+	resource map[string][]string
 }
 
-func (s scopeRules) empty() bool { return len(s.method) == 0 && len(s.tool) == 0 }
+func (s scopeRules) empty() bool { return len(s.method) == 0 && !s.byName() }
+
+// byName reports a rule on a tool, prompt or resource name.
+func (s scopeRules) byName() bool { return len(s.tool)+len(s.prompt)+len(s.resource) > 0 }
 
 // needed is every scope the calls require: the global ones, then each
 // method's, then each called tool's, without repeats.
@@ -42,8 +49,13 @@ func (s scopeRules) needed(global []string, calls []rpcCall) []string {
 	}
 	for _, c := range calls {
 		add(s.method[c.method])
-		if c.method == "tools/call" {
+		switch c.method {
+		case "tools/call":
 			add(s.tool[c.name])
+		case "prompts/get":
+			add(s.prompt[c.name])
+		case "resources/read":
+			add(s.resource[c.name])
 		}
 	}
 	return out
@@ -157,34 +169,27 @@ func strictObject(data []byte) (map[string]json.RawMessage, error) {
 
 // inspect reads a POST's JSON-RPC body when the rules or the MCP headers
 // need it, checks that Mcp-Method / Mcp-Name agree with it, and returns
-// the scopes the request needs beyond the global ones.
-func (c *core) inspect(r *http.Request) ([]string, error) {
-	hMethod, hName := r.Header.Get("Mcp-Method"), r.Header.Values("Mcp-Name")
-	hasHeaders := hMethod != "" || len(hName) > 0
+// the scopes the request needs beyond the global ones, and the calls read
+// (nil when the body was not read).
+func (c *core) inspect(r *http.Request) ([]string, []rpcCall, error) {
+	mh := readMcpHeaders(r.Header)
+	hasHeaders := mh.present() || mh.required()
 	if r.Method != http.MethodPost || (c.rules.empty() && !hasHeaders) {
-		return c.requiredScopes, nil
+		return c.requiredScopes, nil, nil
 	}
 	body, err := readBody(r, c.maxBody)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	calls, batch, err := parseCalls(body)
 	if err != nil {
 		if !c.rules.empty() {
-			return nil, fmt.Errorf("%w: %v", verifiers.ErrBadBody, err)
+			return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrBadBody, err)
 		}
-		return nil, fmt.Errorf("%w: %v", verifiers.ErrHeaderMismatch, err)
+		return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrHeaderMismatch, err)
 	}
-	if hasHeaders {
-		if batch {
-			return nil, fmt.Errorf("%w: Mcp-Method on a batch", verifiers.ErrHeaderMismatch)
-		}
-		if hMethod != calls[0].method {
-			return nil, fmt.Errorf("%w: Mcp-Method %q, body method %q", verifiers.ErrHeaderMismatch, hMethod, calls[0].method)
-		}
-		if len(hName) > 0 && hName[0] != calls[0].name {
-			return nil, fmt.Errorf("%w: Mcp-Name %q, body name %q", verifiers.ErrHeaderMismatch, hName[0], calls[0].name)
-		}
+	if err := mh.check(calls, batch, body); err != nil {
+		return nil, nil, err
 	}
-	return c.rules.needed(c.requiredScopes, calls), nil
+	return c.rules.needed(c.requiredScopes, calls), calls, nil
 }

@@ -86,7 +86,7 @@ func TestInspect(t *testing.T) {
 			for k, v := range tc.headers {
 				r.Header.Set(k, v)
 			}
-			needed, err := c.inspect(r)
+			needed, _, err := c.inspect(r)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("want %v, got %v", tc.err, err)

@@ -160,8 +160,10 @@ func (cfg *Config) metadata() ProtectedResource {
 		for _, k := range slices.Sorted(maps.Keys(cfg.MethodScopes)) {
 			add(cfg.MethodScopes[k])
 		}
-		for _, k := range slices.Sorted(maps.Keys(cfg.ToolScopes)) {
-			add(cfg.ToolScopes[k])
+		for _, rules := range []map[string][]string{cfg.ToolScopes, cfg.PromptScopes, cfg.ResourceScopes} {
+			for _, k := range slices.Sorted(maps.Keys(rules)) {
+				add(rules[k])
+			}
 		}
 		pr.ScopesSupported = scopes
 	}

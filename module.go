@@ -146,6 +146,32 @@ type Config struct {
 	// Scopes required per tool, for tools/call with that params.name.
 	ToolScopes map[string][]string `json:"tool_scopes,omitempty"`
 
+	// Scopes required per prompt, for prompts/get with that params.name.
+	PromptScopes map[string][]string `json:"prompt_scopes,omitempty"`
+
+	// Scopes required per resource, for resources/read with that
+	// params.uri (exact match). In resources/templates/list, a rule keyed
+	// by a template's uriTemplate text decides whether it is listed.
+	ResourceScopes map[string][]string `json:"resource_scopes,omitempty"`
+
+	// Filter the results of tools/list, prompts/list, resources/list and
+	// resources/templates/list to the entries the caller's token may use
+	// under method_scopes and tool_scopes, prompt_scopes or
+	// resource_scopes (after scope_implies). A hidden entry is still
+	// refused when called. JSON and event-stream responses are filtered; a
+	// list response larger than max_body is refused with 502, never passed
+	// unfiltered. Other responses are never buffered. Default: on when a
+	// tool, prompt or resource rule exists.
+	FilterLists *bool `json:"filter_lists,omitempty"`
+
+	// Scope hierarchy: each key is a broader scope and its value the
+	// narrower scopes it implies (transitively; a cycle is a configuration
+	// error). A token granted the broader scope passes every check of a
+	// narrower one: required_scopes, method_scopes, tool_scopes, issuer and
+	// introspection scopes, and list filtering. Challenges still name the
+	// scopes an operation needs, and {http.auth.user.scopes} the token's own.
+	ScopeImplies map[string][]string `json:"scope_implies,omitempty"`
+
 	// Let CORS preflight requests (OPTIONS with Origin and
 	// Access-Control-Request-Method) through without a token, so browser
 	// clients work. Default: true.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -16,12 +17,24 @@ import (
 //
 // A token goes to one verifier only, so a failure is reported as that
 // verifier saw it, and a JWT is never sent to a remote endpoint.
-// RequiredScopes, when set, then apply to every accepted token.
+// The accepted token's scopes are then expanded by Implies, once, and the
+// scope rules checked against the result: RequiredScopes for every token,
+// IssuerScopes for JWTs of that issuer, OpaqueScopes for introspected
+// tokens. Keeping every scope check here, after the expansion, is what
+// makes a scope hierarchy apply to all of them alike.
 type Chain struct {
 	Static         *Static
 	JWT            Verifier
 	Opaque         Verifier
 	RequiredScopes []string
+	// IssuerScopes are the scopes JWTs of an issuer must carry on top of
+	// RequiredScopes (a JWT's iss is checked by the verifier that accepted it).
+	IssuerScopes map[string][]string
+	// OpaqueScopes are the scopes introspected tokens must carry on top of
+	// RequiredScopes.
+	OpaqueScopes []string
+	// Implies expands every accepted token's scopes (nil: no hierarchy).
+	Implies *ScopeHierarchy
 }
 
 // Verifier kinds reported by VerifyKind.
@@ -49,10 +62,32 @@ func (c *Chain) VerifyKind(ctx context.Context, token string) (*AccessToken, str
 	if err != nil {
 		return tok, kind, err
 	}
-	if err := RequireScopes(tok, c.RequiredScopes); err != nil {
+	tok = c.Implies.Apply(tok)
+	if err := RequireScopes(tok, c.required(kind, tok)); err != nil {
 		return tok, kind, err
 	}
 	return tok, kind, nil
+}
+
+// required is every scope an accepted token of kind must carry.
+func (c *Chain) required(kind string, tok *AccessToken) []string {
+	var extra []string
+	switch kind {
+	case KindJWT:
+		extra = c.IssuerScopes[tok.Issuer]
+	case KindIntrospection:
+		extra = c.OpaqueScopes
+	}
+	if len(extra) == 0 {
+		return c.RequiredScopes
+	}
+	out := slices.Clone(c.RequiredScopes)
+	for _, s := range extra {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (c *Chain) route(token string) (Verifier, string) {

@@ -44,23 +44,40 @@ type AccessToken struct {
 
 	// binding is how a JWT was verified, for the token cache.
 	binding *keyBinding
+	// granted are the effective scopes when a ScopeHierarchy added implied
+	// ones (see ScopeHierarchy.Apply); nil: Scopes.
+	granted []string
 }
 
-// HasScopes reports whether the token carries every scope in required.
+// Granted returns the scopes the token is granted: its own Scopes, plus
+// the scopes they imply when a ScopeHierarchy was applied.
+func (t *AccessToken) Granted() []string {
+	if t.granted != nil {
+		return t.granted
+	}
+	return t.Scopes
+}
+
+// HasScopes reports whether the token is granted every scope in required
+// (see Granted).
 func (t *AccessToken) HasScopes(required []string) bool {
+	granted := t.Granted()
 	for _, s := range required {
-		if !slices.Contains(t.Scopes, s) {
+		if !slices.Contains(granted, s) {
 			return false
 		}
 	}
 	return true
 }
 
-// RequireScopes returns a *ScopeError when the token lacks any of required.
+// RequireScopes returns a *ScopeError when the token is not granted (see
+// Granted) any of required. The error names required as given, never the
+// broader scopes that would imply them.
 func RequireScopes(t *AccessToken, required []string) error {
 	var missing []string
+	granted := t.Granted()
 	for _, s := range required {
-		if !slices.Contains(t.Scopes, s) {
+		if !slices.Contains(granted, s) {
 			missing = append(missing, s)
 		}
 	}

@@ -151,10 +151,25 @@ func (r *Recorder) Count() int {
 
 // Handler serves the MCP server over streamable HTTP (stateless, JSON
 // responses), recording each request and tool execution in rec (may be nil).
-func Handler(rec *Recorder) http.Handler {
+func Handler(rec *Recorder) http.Handler { return HandlerWith(rec, Options{}) }
+
+// Options vary the demo server for a test; the zero value is Handler's.
+type Options struct {
+	// SSE answers every request with a text/event-stream, the SDK's
+	// default, instead of a JSON body.
+	SSE bool
+	// Tools, when set, adds tools to the server.
+	Tools func(*mcp.Server)
+}
+
+// HandlerWith is Handler with options.
+func HandlerWith(rec *Recorder, o Options) http.Handler {
 	srv := newServer(rec)
+	if o.Tools != nil {
+		o.Tools(srv)
+	}
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: !o.SSE})
 	if rec == nil {
 		return h
 	}
@@ -175,12 +190,15 @@ func (r *Recorder) Wrap(h http.Handler) http.Handler {
 
 // Serve starts the MCP server on a fresh 127.0.0.1 port and returns its
 // address (host:port) and a function that stops it.
-func Serve(rec *Recorder) (addr string, stop func(), err error) {
+func Serve(rec *Recorder) (addr string, stop func(), err error) { return ServeWith(rec, Options{}) }
+
+// ServeWith is Serve with options.
+func ServeWith(rec *Recorder, o Options) (addr string, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: Handler(rec)}
+	srv := &http.Server{Handler: HandlerWith(rec, o)}
 	go func() { _ = srv.Serve(ln) }()
 	return ln.Addr().String(), func() { _ = srv.Close() }, nil
 }
