@@ -30,6 +30,8 @@ type core struct {
 	resource       ProtectedResource
 	noMetadata     bool             // no metadata is published: challenges name none (see checkAuthorizationServers)
 	filterLists    bool             // list results are filtered (listfilter.go)
+	allow          *allowRules      // allow_if rules (policy.go); nil when none
+	audit          *zap.Logger      // the audit logger (audit.go); nil when off
 	limiter        *limiter.Limiter // nil when rate limiting is off
 	metrics        *metrics         // nil without a metrics registry
 	logger         *zap.Logger
@@ -54,13 +56,20 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		return err
 	}
 	c.logger = ctx.Logger()
+	var err error
+	if cfg.Audit {
+		c.audit = c.logger.Named("audit")
+	}
 	if err := c.provisionMetrics(ctx); err != nil {
 		return err
 	}
 	c.requiredScopes = cfg.RequiredScopes
 	c.forwardToken = cfg.ForwardToken
 	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes, prompt: cfg.PromptScopes, resource: cfg.ResourceScopes}
-	c.filterLists = c.rules.byName()
+	if c.allow, err = newPolicy(cfg.AllowIf); err != nil {
+		return err
+	}
+	c.filterLists = c.rules.byName() || c.allow != nil
 	if cfg.FilterLists != nil {
 		c.filterLists = *cfg.FilterLists
 	}

@@ -52,6 +52,7 @@ type outcome struct {
 	cache cacheResult
 	err   error
 	lists []listKind // list methods whose results are filtered; nil: none
+	calls []rpcCall  // the body's calls; nil when it was not read
 }
 
 // cacheResult says what the verified-token cache did for a request.
@@ -75,8 +76,12 @@ func (c *core) check(r *http.Request) (out outcome) {
 		return out
 	}
 	needed, calls, err := c.inspect(r)
+	out.calls = calls
 	if err == nil && len(needed) > len(c.requiredScopes) {
 		err = verifiers.RequireScopes(out.accepted.Token, needed)
+	}
+	if err == nil {
+		err = c.allow.allows(out.accepted.Token, r, calls) // 7b. allow_if rules (policy.go)
 	}
 	if err != nil {
 		c.logRejection(err, out.token, out.accepted.Token)
@@ -105,10 +110,11 @@ func (c *core) authenticate(r *http.Request, limit bool) outcome {
 		if limit && c.limiter != nil {
 			addr = clientAddress(r)
 			if limited, retry := c.limiter.Limited(addr); limited {
-				return outcome{kind: verifiers.KindNone, err: &rateLimitError{retry: retry}}
+				return outcome{kind: verifiers.KindNone, token: token, err: &rateLimitError{retry: retry}}
 			}
 		}
 		out = c.verifyToken(r, token)
+		out.token = token
 		if c.tokens != nil {
 			out.cache = cacheMiss
 		}
@@ -243,23 +249,25 @@ var userVarNames = [...]string{
 type userVars struct {
 	values [len(userVarNames)]any
 	meta   map[string]string // the provider's caddyauth.User.Metadata; read-only
+	tok    *verifiers.AccessToken
+	lookup caddy.ReplacerFunc // v.get, made once so that serving it allocates nothing
 }
 
 func newUserVars(tok *verifiers.AccessToken) *userVars {
 	meta := userMetadata(tok)
-	v := &userVars{meta: meta}
+	v := &userVars{meta: meta, tok: tok}
 	v.values[0] = tok.ClientID
 	for i, name := range userVarNames[1:] {
 		v.values[i+1] = meta[strings.TrimPrefix(name, "http.auth.user.")]
 	}
+	v.lookup = v.get
 	return v
 }
 
-// set puts the values in the request's replacer.
+// set serves the values, and every claim, from the request's replacer
+// (placeholders.go): lazily, so a request that uses none pays nothing.
 func (v *userVars) set(repl *caddy.Replacer) {
-	for i, name := range userVarNames {
-		repl.Set(name, v.values[i])
-	}
+	repl.Map(v.lookup)
 }
 
 // userMetadata is the identity exposed as {http.auth.user.*}. Every key is
@@ -335,6 +343,9 @@ func (c *core) challenge(r *http.Request, err error) string {
 	var se *verifiers.ScopeError
 	if errors.As(err, &se) {
 		scopes = se.Required
+	}
+	if errors.Is(err, verifiers.ErrPolicyDenied) {
+		scopes = nil // a policy refused: more scopes would not help
 	}
 	if out.Code != "" {
 		params = append(params, param("error", out.Code), param("error_description", out.Description))

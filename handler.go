@@ -40,12 +40,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	out := c.check(r)
+	c.setPlaceholders(r, &out)
+	c.auditDecision(r, &out)
 	if out.err != nil {
 		c.refuse(w, r, out.err)
 		return nil
 	}
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	out.accepted.Extra.(*userVars).set(repl)
 	if lw := c.filterList(w, r, out); lw != nil {
 		return lw.finish(next.ServeHTTP(lw, r))
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
+
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -19,6 +21,7 @@ const DefaultMaxBody = 1 << 20
 type rpcCall struct {
 	method string // "" for a response
 	name   string // params.name, or params.uri, when a string
+	args   any    // params.arguments decoded, when a policy rule reads them
 }
 
 // scopeRules are the per-method and per-name scope requirements: tools
@@ -174,16 +177,16 @@ func strictObject(data []byte) (map[string]json.RawMessage, error) {
 func (c *core) inspect(r *http.Request) ([]string, []rpcCall, error) {
 	mh := readMcpHeaders(r.Header)
 	hasHeaders := mh.present() || mh.required()
-	if r.Method != http.MethodPost || (c.rules.empty() && !hasHeaders) {
+	if r.Method != http.MethodPost || (c.rules.empty() && c.allow == nil && !hasHeaders) {
 		return c.requiredScopes, nil, nil
 	}
 	body, err := readBody(r, c.maxBody)
 	if err != nil {
 		return nil, nil, err
 	}
-	calls, batch, err := parseCalls(body)
+	calls, batch, err := c.parseBody(body)
 	if err != nil {
-		if !c.rules.empty() {
+		if !c.rules.empty() || c.allow != nil {
 			return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrBadBody, err)
 		}
 		return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrHeaderMismatch, err)
@@ -192,4 +195,23 @@ func (c *core) inspect(r *http.Request) ([]string, []rpcCall, error) {
 		return nil, nil, err
 	}
 	return c.rules.needed(c.requiredScopes, calls), calls, nil
+}
+
+// parseBody reads the calls of a body; their arguments too (decoded by
+// mcprpc.Parse, which refuses what two JSON readers could read
+// differently) only when a policy rule reads mcp.arguments.
+func (c *core) parseBody(body []byte) ([]rpcCall, bool, error) {
+	if c.allow == nil || !c.allow.args {
+		return parseCalls(body)
+	}
+	argsDecoded.Add(1)
+	parsed, batch, err := mcprpc.Parse(body, mcprpc.Options{DecodeArguments: true})
+	if err != nil {
+		return nil, batch, err
+	}
+	calls := make([]rpcCall, len(parsed))
+	for i, p := range parsed {
+		calls[i] = rpcCall{method: p.Method, name: p.Name, args: p.Arguments}
+	}
+	return calls, batch, nil
 }

@@ -22,12 +22,12 @@ func TestParseCalls(t *testing.T) {
 		batch bool
 		err   string
 	}{
-		{"call", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy"}}`, []rpcCall{{"tools/call", "deploy"}}, false, ""},
-		{"resource uri", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}`, []rpcCall{{"resources/read", "file:///x"}}, false, ""},
-		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, []rpcCall{{"notifications/initialized", ""}}, false, ""},
-		{"response", `{"jsonrpc":"2.0","id":1,"result":{}}`, []rpcCall{{"", ""}}, false, ""},
-		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}]`, []rpcCall{{"tools/list", ""}, {"tools/call", "echo"}}, true, ""},
-		{"upper-case key is not method", `{"jsonrpc":"2.0","id":1,"METHOD":"tools/call","method":"tools/list"}`, []rpcCall{{"tools/list", ""}}, false, ""},
+		{"call", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy"}}`, []rpcCall{{method: "tools/call", name: "deploy"}}, false, ""},
+		{"resource uri", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}`, []rpcCall{{method: "resources/read", name: "file:///x"}}, false, ""},
+		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, []rpcCall{{method: "notifications/initialized", name: ""}}, false, ""},
+		{"response", `{"jsonrpc":"2.0","id":1,"result":{}}`, []rpcCall{{method: "", name: ""}}, false, ""},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}]`, []rpcCall{{method: "tools/list", name: ""}, {method: "tools/call", name: "echo"}}, true, ""},
+		{"upper-case key is not method", `{"jsonrpc":"2.0","id":1,"METHOD":"tools/call","method":"tools/list"}`, []rpcCall{{method: "tools/list", name: ""}}, false, ""},
 		{"duplicate method", `{"method":"tools/list","method":"tools/call"}`, nil, false, "duplicate key"},
 		{"duplicate name", `{"method":"tools/call","params":{"name":"echo","name":"deploy"}}`, nil, false, "duplicate key"},
 		{"not JSON", `hello`, nil, false, "not a JSON-RPC message"},

@@ -154,6 +154,26 @@ type Config struct {
 	// by a template's uriTemplate text decides whether it is listed.
 	ResourceScopes map[string][]string `json:"resource_scopes,omitempty"`
 
+	// Rules in CEL (https://cel.dev) over the token and the MCP call; when
+	// any is set, a request passes only if its scopes pass and at least
+	// one rule is true (for each call of a batch). Variables: claims (map),
+	// client_id, sub, iss, scopes (list), mcp.method, mcp.name,
+	// mcp.arguments (map; decoded only when a rule reads it),
+	// request.method, request.path, request.host, request.remote_ip. A
+	// refusal is 403 naming no scope; a rule that fails to evaluate is
+	// false (fail closed, logged at debug). Rules also filter lists: an
+	// entry no rule can allow for the caller is hidden. Compiled and
+	// type-checked when the config loads.
+	AllowIf []string `json:"allow_if,omitempty"`
+
+	// Write one INFO line per decision (accepted or refused, with the
+	// reason, status, verifier, client_id, sub, iss, kid, a hash of the
+	// token, the MCP method and name, remote address, host and path) to
+	// the logger http.handlers.mcp_token.audit; route it with a `log`
+	// block's include/exclude. Never the token, never argument values.
+	// Default: off.
+	Audit bool `json:"audit,omitempty"`
+
 	// Filter the results of tools/list, prompts/list, resources/list and
 	// resources/templates/list to the entries the caller's token may use
 	// under method_scopes and tool_scopes, prompt_scopes or

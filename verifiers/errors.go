@@ -58,6 +58,10 @@ var (
 	ErrBadBody = errors.New("request body is not JSON-RPC")
 	// ErrBodyTooLarge: the body is larger than the gateway inspects.
 	ErrBodyTooLarge = errors.New("request body too large")
+	// ErrPolicyDenied: the token verified and carries the scopes, but no
+	// allow_if rule allows the request, or a rule failed to evaluate (fail
+	// closed). More scopes would not help, so its 403 names none.
+	ErrPolicyDenied = errors.New("refused by policy")
 	// ErrUnavailable: a technical failure (key source or introspection
 	// endpoint unreachable, no keys loaded yet). It is never a pass and never
 	// reported to the client as a bad token.
@@ -127,6 +131,7 @@ var outcomes = []struct {
 	{ErrCritical, Outcome{"bad_crit", http.StatusUnauthorized, "invalid_token", "Unsupported critical header"}},
 	{ErrInactive, Outcome{"inactive", http.StatusUnauthorized, "invalid_token", "Token is not active"}},
 	{ErrInsufficientScope, Outcome{"insufficient_scope", http.StatusForbidden, "insufficient_scope", "Insufficient scope"}},
+	{ErrPolicyDenied, Outcome{"policy_denied", http.StatusForbidden, "insufficient_scope", "Refused by an access policy of this resource (not a missing scope)"}},
 	{ErrRateLimited, Outcome{"rate_limited", http.StatusTooManyRequests, "", "Too many failed authentication attempts"}},
 	{ErrUnavailable, Outcome{"unavailable", http.StatusServiceUnavailable, "", "Token verification is temporarily unavailable"}},
 }
