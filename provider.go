@@ -42,6 +42,7 @@ func (Authenticator) CaddyModule() caddy.ModuleInfo {
 func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauth.User, bool, error) {
 	out := a.core.authenticate(r, false)
 	a.core.metrics.observe(out)
+	a.core.setPlaceholders(r, &out) // claims, {http.auth.result}
 	if out.err == nil {
 		if out.took > 0 { // a verifier ran (not a cache hit)
 			a.outage.Success()
