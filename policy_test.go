@@ -380,3 +380,21 @@ func TestPolicyErrorIsPolicyDenied(t *testing.T) {
 		t.Fatal(verifiers.Classify(err))
 	}
 }
+
+// TestREADMELogBlocksAdapt: the README's log blocks (query-string filter,
+// log_append of who and why, audit routing) are valid Caddyfile.
+func TestREADMELogBlocksAdapt(t *testing.T) {
+	const text = "{\n\tadmin off\n\tlog audit {\n\t\toutput stderr\n\t\tinclude http.handlers.mcp_token.audit\n\t}\n\tlog default {\n\t\texclude http.handlers.mcp_token.audit\n\t}\n}\n" +
+		":8080 {\n\tlog {\n\t\toutput stderr\n\t\tformat filter {\n\t\t\twrap json\n\t\t\tfields {\n\t\t\t\trequest>uri query {\n\t\t\t\t\tdelete access_token\n\t\t\t\t}\n\t\t\t}\n\t\t}\n\t}\n" +
+		"\tlog_append mcp_client {http.auth.user.client_id}\n\tlog_append mcp_reason {http.auth.result}\n" +
+		"\tmcp_token /mcp* {\n\t\thmac_secret {env.S}\n\t\tauthorization_servers https://idp.example\n\t\taudit\n\t}\n\trespond ok\n}\n"
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"audit":true`, `"include":["http.handlers.mcp_token.audit"]`, `"access_token"`, `"mcp_reason"`} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("adapted config lacks %s", want)
+		}
+	}
+}
