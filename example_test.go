@@ -4,13 +4,55 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/mcptoken/caddy-mcp-token/devtools"
 )
+
+// TestCaddyfileExampleValidates follows the example's first lines: with
+// the three secrets it names in place, `caddy validate` accepts it.
+func TestCaddyfileExampleValidates(t *testing.T) {
+	dir := t.TempDir()
+	kp := devtools.MustGenerateKey("ES256")
+	pemText, _ := kp.PublicPEM()
+	keyFile := filepath.Join(dir, "public.pem")
+	if err := os.WriteFile(keyFile, []byte(pemText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MCP_HMAC_SECRET", strings.Repeat("s", 64))
+	t.Setenv("INTROSPECTION_SECRET", "the-client-secret-of-mcp-gateway")
+	t.Setenv("PARTNER_PUBLIC_KEY_FILE", keyFile)
+	src, err := os.ReadFile("Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate := func() error {
+		var cfg caddy.Config
+		if err := json.Unmarshal(out, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Admin = &caddy.AdminConfig{Disabled: true}
+		cfg.Logging = nil
+		return caddy.Validate(&cfg)
+	}
+	if err := validate(); err != nil {
+		t.Fatalf("Caddyfile.example does not validate with its environment: %v", err)
+	}
+	// Without it, the error names what is missing.
+	t.Setenv("MCP_HMAC_SECRET", "")
+	if err := validate(); err == nil || !strings.Contains(err.Error(), "MCP_HMAC_SECRET is unset or empty") {
+		t.Fatalf("without MCP_HMAC_SECRET: %v", err)
+	}
+}
 
 // TestCaddyfileExampleAdapts keeps Caddyfile.example true to the code: it
 // must adapt, and every mcp_token block must become the handler.
