@@ -148,12 +148,6 @@ func (c *core) verify(r *http.Request, token string) (*verifiers.AccessToken, st
 	return tok, verifiers.KindNone, err
 }
 
-// hasQueryToken reports an access_token query parameter (RFC 6750 §2.3
-// is refused: URLs end up in logs and histories).
-func hasQueryToken(r *http.Request) bool {
-	return strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token")
-}
-
 // bearerToken extracts the bearer token from the Authorization header, the
 // only place a credential is taken from (RFC 6750 §2.1; never the query).
 func bearerToken(r *http.Request) (string, error) {
