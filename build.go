@@ -261,6 +261,7 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sourc
 		RefreshInterval: time.Duration(cfg.JWKSCacheTTL),
 		Timeout:         time.Duration(cfg.JWKSTimeout),
 		Throttle:        time.Duration(cfg.JWKSThrottle),
+		Client:          g.jwksClient(time.Duration(cfg.JWKSTimeout)),
 	}
 	if k.JWKSURI != "" {
 		opts.URL = repl.ReplaceKnown(k.JWKSURI, "")

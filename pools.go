@@ -112,8 +112,8 @@ func (c *core) release() error {
 
 // jwksSource takes the shared cache for opts from the pool.
 func (c *core) jwksSource(opts jwks.Options) (verifiers.KeySource, error) {
-	key := fmt.Sprintf("url=%s discover=%s ttl=%s timeout=%s throttle=%s",
-		opts.URL, opts.Issuer, opts.RefreshInterval, opts.Timeout, opts.Throttle)
+	key := fmt.Sprintf("url=%s discover=%s ttl=%s timeout=%s throttle=%s guarded=%v",
+		opts.URL, opts.Issuer, opts.RefreshInterval, opts.Timeout, opts.Throttle, opts.Client != nil)
 	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.jwks")
 	return acquire(c, jwksPool, key, func() (*jwks.Cache, func(), error) {
 		cache, err := jwks.New(opts)

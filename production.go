@@ -1,15 +1,27 @@
 package mcptoken
 
 import (
+	"cmp"
 	"fmt"
+	"net/http"
+	"time"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/remote"
+	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
 // guards are the production rules, all in this one place. They apply when
 // ENVIRONMENT=production or the `production` option is set:
 //   - static (development) tokens are refused;
-//   - JWKS, discovery and introspection URLs must be https and not loopback;
+//   - JWKS, discovery and introspection URLs must be https and not loopback
+//     (verifiers.LocalHost: every spelling of a loopback or unspecified
+//     address); a jwks_uri found by discovery is held to the same rule, by
+//     the HTTP client the JWKS cache is given (jwksClient);
+//   - resource must be set: nothing served is derived from the request's
+//     Host header;
+//   - introspection results must carry an accepted aud (require_audience
+//     cannot be turned off);
 //   - every JWT policy and introspection must name an audience (or a
 //     resource, which is then the audience): without one, a token minted
 //     for any other service of the same issuer would be accepted.
@@ -47,4 +59,31 @@ func (g guards) static() error {
 		return verifiers.ErrStaticInProduction
 	}
 	return nil
+}
+
+// jwksClient is the HTTP client of a JWKS cache: nil (the cache's own)
+// outside production; in production one that refuses, before any
+// connection, a URL the endpoint rule refuses, so a jwks_uri that
+// discovery finds in the issuer's metadata is checked like a configured one.
+func (g guards) jwksClient(timeout time.Duration) *http.Client {
+	if !g.production {
+		return nil
+	}
+	cl := remote.NewClient(cmp.Or(timeout, jwks.DefaultTimeout))
+	cl.Transport = guardedTransport{next: http.DefaultTransport}
+	return cl
+}
+
+// guardedTransport refuses requests to URLs that the production endpoint
+// rule refuses.
+type guardedTransport struct{ next http.RoundTripper }
+
+func (t guardedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := verifiers.CheckURL(r.URL.String(), true); err != nil {
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		return nil, err
+	}
+	return t.next.RoundTrip(r)
 }
