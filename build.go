@@ -207,11 +207,15 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src source
 	if err := g.audience("introspection", auds); err != nil {
 		return nil, err
 	}
+	requireAud, err := g.requireAudience(ic.RequireAudience, auds)
+	if err != nil {
+		return nil, err
+	}
 	rules := introspection.Rules{
 		Issuers:         replaceAll(repl, orList(ic.Issuers, cfg.Issuers)),
 		Audiences:       replaceAll(repl, auds),
 		RequireIssuer:   ic.RequireIssuer,
-		RequireAudience: ic.RequireAudience,
+		RequireAudience: requireAud,
 		RequiredScopes:  ic.RequiredScopes,
 		ClockSkew:       verifiers.DefaultClockSkew,
 	}

@@ -110,7 +110,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	        issuer             <iss> [<iss>...]
 //	        audience           <aud> [<aud>...]
 //	        require_issuer
-//	        require_audience
+//	        require_audience   [on|off]
 //	        required_scopes    <scope> [<scope>...]
 //	    }
 //	    resource               <uri>

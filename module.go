@@ -233,9 +233,15 @@ type IntrospectionConfig struct {
 	// Accepted aud values (any of them). Default: the top-level audiences.
 	Audiences []string `json:"audiences,omitempty"`
 
-	// Refuse results without iss (resp. aud).
-	RequireIssuer   bool `json:"require_issuer,omitempty"`
-	RequireAudience bool `json:"require_audience,omitempty"`
+	// Refuse results without iss.
+	RequireIssuer bool `json:"require_issuer,omitempty"`
+
+	// Refuse results without aud. Default: on whenever an audience (or a
+	// resource, the default audience) is configured, since a result that
+	// names no audience may be a token issued for any service; set false
+	// only for an authorization server that never returns aud. Always on
+	// in production.
+	RequireAudience *bool `json:"require_audience,omitempty"`
 
 	// Scopes introspected tokens must carry, on top of the global ones.
 	RequiredScopes []string `json:"required_scopes,omitempty"`

@@ -53,6 +53,19 @@ func (g guards) audience(what string, audiences []string) error {
 	return nil
 }
 
+// requireAudience decides whether introspection results must carry aud:
+// as set, else whenever audiences are configured; in production always
+// (turning it off there is an error).
+func (g guards) requireAudience(set *bool, audiences []string) (bool, error) {
+	if set == nil {
+		return len(audiences) > 0 || g.production, nil
+	}
+	if g.production && !*set {
+		return false, fmt.Errorf("require_audience cannot be off in production: a result without aud may be a token issued for any service")
+	}
+	return *set, nil
+}
+
 // static refuses development tokens in production.
 func (g guards) static() error {
 	if g.production {
