@@ -62,6 +62,9 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		return err
 	}
 	c.verifier = chain
+	if err := guardsFor(cfg).resource(cfg.Resource); err != nil {
+		return err
+	}
 	if chain.JWT != nil {
 		if c.tokens, err = cfg.TokenCache.build(); err != nil {
 			return err

@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
 func init() {
@@ -185,7 +187,15 @@ func (MetadataHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP answers GET/HEAD with the metadata and OPTIONS with CORS.
+// Provision refuses, under ENVIRONMENT=production, metadata without
+// resource: it would be derived from the request's Host header.
+func (m *MetadataHandler) Provision(caddy.Context) error {
+	return guards{production: verifiers.IsProduction()}.resource(m.Resource)
+}
+
+// ServeHTTP answers GET/HEAD with the metadata and OPTIONS with CORS. A
+// document derived from the request (no resource configured) is sent
+// with Vary: Host and private caching only; a configured one is public.
 func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	hdr := w.Header()
 	hdr.Set("Access-Control-Allow-Origin", "*")
@@ -206,7 +216,14 @@ func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ ca
 		return err
 	}
 	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "public, max-age=3600")
+	if m.Resource != "" {
+		hdr.Set("Cache-Control", "public, max-age=3600")
+	} else {
+		// Derived from the request's scheme and Host: no shared cache
+		// may serve one client's answer to another.
+		hdr.Set("Cache-Control", "private, max-age=3600")
+		hdr.Add("Vary", "Host")
+	}
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
@@ -275,6 +292,7 @@ func (p *ProtectedResource) parseOption(d *caddyfile.Dispenser, sub string) (boo
 
 // Interface guards
 var (
+	_ caddy.Provisioner           = (*MetadataHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MetadataHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*MetadataHandler)(nil)
 )

@@ -66,6 +66,16 @@ func (g guards) requireAudience(set *bool, audiences []string) (bool, error) {
 	return *set, nil
 }
 
+// resource refuses, in production, a configuration without resource:
+// the resource and the metadata URL would otherwise be derived from the
+// request's Host header, which the client writes.
+func (g guards) resource(resource string) error {
+	if g.production && resource == "" {
+		return fmt.Errorf("resource is required in production (for example resource https://mcp.example.com/mcp): without it the resource and its metadata URL are derived from the request's Host header")
+	}
+	return nil
+}
+
 // static refuses development tokens in production.
 func (g guards) static() error {
 	if g.production {

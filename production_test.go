@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -107,4 +108,57 @@ func pooledDiscovery(issuer string) *jwks.Cache {
 		return true
 	})
 	return found
+}
+
+// TestMetadataHostDerived (issue 10 item 9): metadata derived from the
+// request's Host is never cacheable by a shared cache and varies on Host;
+// a configured resource is served publicly; production requires resource.
+func TestMetadataHostDerived(t *testing.T) {
+	t.Setenv("ENVIRONMENT", "")
+	cases := []struct {
+		name, resource, cacheControl, vary string
+	}{
+		{"derived from Host", "", "private, max-age=3600", "Host"},
+		{"configured resource", "https://mcp.example.test/mcp", "public, max-age=3600", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &MetadataHandler{ProtectedResource{Resource: tc.resource, ResourcePath: "/mcp"}}
+			r := httptest.NewRequest(http.MethodGet, WellKnownPath+"/mcp", nil)
+			r.Host = "attacker.example"
+			w := httptest.NewRecorder()
+			if err := m.ServeHTTP(w, r, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := w.Header().Get("Cache-Control"); got != tc.cacheControl {
+				t.Fatalf("Cache-Control %q, want %q", got, tc.cacheControl)
+			}
+			if got := strings.Join(w.Header().Values("Vary"), ","); got != tc.vary {
+				t.Fatalf("Vary %q, want %q", got, tc.vary)
+			}
+		})
+	}
+	t.Run("production handler without resource", func(t *testing.T) {
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		defer cancel()
+		h := &Handler{module{Config: Config{Production: true, KeyConfig: KeyConfig{PublicKey: mustPEM(t, testRSA)}, Audiences: []string{"mcp-api"}}}}
+		err := h.Provision(ctx)
+		_ = h.Cleanup()
+		if err == nil || !strings.Contains(err.Error(), "resource is required in production") {
+			t.Fatalf("production without resource: %v", err)
+		}
+	})
+	t.Run("production metadata handler without resource", func(t *testing.T) {
+		t.Setenv("ENVIRONMENT", "production")
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		defer cancel()
+		m := &MetadataHandler{ProtectedResource{ResourcePath: "/mcp"}}
+		if err := m.Provision(ctx); err == nil || !strings.Contains(err.Error(), "resource is required") {
+			t.Fatalf("metadata handler in production without resource: %v", err)
+		}
+		m.Resource = "https://mcp.example.test/mcp"
+		if err := m.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
