@@ -2,6 +2,7 @@ package mcptoken
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -34,9 +35,13 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	if !h.Next() {
 		return nil, h.ArgErr()
 	}
+	directive := h.Token()
 	matcherSet, err := h.ExtractMatcherSet()
 	if err != nil {
 		return nil, err
+	}
+	if err := checkCoverage(matcherSet); err != nil {
+		return nil, fmt.Errorf("%w, at %s:%d", err, directive.File, directive.Line)
 	}
 	handler := new(Handler)
 	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {

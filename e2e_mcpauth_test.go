@@ -37,7 +37,7 @@ http://localhost:9080 {
 		method_scopes tools/list mcp:read
 		tool_scopes deploy deploy:write
 	}
-	mcp_token /opaque/* {
+	mcp_token /opaque* {
 		issuer https://other.e2e.test
 		audience http://localhost:9080/opaque
 		public_key <<PEM
