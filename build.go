@@ -57,6 +57,9 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		return err
 	}
 	c.limiter = lim
+	if msg := spoofableClientIP(ctx); lim != nil && msg != "" {
+		c.logger.Warn(msg)
+	}
 	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient})
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/limiter"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -97,7 +98,7 @@ func (c *core) authenticate(r *http.Request, limit bool) outcome {
 		// client behind a shared address cannot lock out the others.
 		var addr string
 		if limit && c.limiter != nil {
-			addr = clientAddress(r)
+			addr = limiter.Key(clientAddress(r))
 			if limited, retry := c.limiter.Limited(addr); limited {
 				return outcome{kind: verifiers.KindNone, err: &rateLimitError{retry: retry}}
 			}
