@@ -29,6 +29,7 @@ type core struct {
 	logger         *zap.Logger
 	pooled         []pooledRef           // the shared caches this config holds
 	tokens         *verifiers.TokenCache // verified JWTs; nil when off
+	sessions       *sessionStore         // session bindings; nil when off
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
@@ -57,6 +58,9 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		return err
 	}
 	c.limiter = lim
+	if c.sessions, err = c.sessionStore(cfg); err != nil {
+		return err
+	}
 	if msg := spoofableClientIP(ctx); lim != nil && msg != "" {
 		c.logger.Warn(msg)
 	}

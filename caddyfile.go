@@ -103,6 +103,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    from_env
 //	    rate_limit      <max_attempts> <window> | off
 //	    token_cache     <size> [<ttl>] | off
+//	    bind_sessions   on | off | <size> [<ttl>]
 //	    static_token    <token> <client_id> [<scope>...]
 //	    introspection <url> {
 //	        client_id          <id>
@@ -220,6 +221,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = c.parseRateLimit(d)
 		case "token_cache":
 			err = c.parseTokenCache(d)
+		case "bind_sessions":
+			err = c.parseBindSessions(d)
 		case "production":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -294,6 +297,32 @@ func (c *Config) parseTokenCache(d *caddyfile.Dispenser) error {
 		tc.TTL = caddy.Duration(ttl)
 	}
 	c.TokenCache = tc
+	return nil
+}
+
+// parseBindSessions reads `bind_sessions on|off` or `bind_sessions <size> [<ttl>]`.
+func (c *Config) parseBindSessions(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && (args[0] == "off" || args[0] == "on"):
+		c.BindSessions = &SessionBindingConfig{Disabled: args[0] == "off"}
+		return nil
+	case len(args) < 1 || len(args) > 2:
+		return d.Errf("bind_sessions: want on, off, or <size> [<ttl>] (for example 100000 24h)")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 || n > 10_000_000 {
+		return d.Errf("bind_sessions: size %q is not a number of sessions between 1 and 10000000", args[0])
+	}
+	sc := &SessionBindingConfig{Size: n}
+	if len(args) == 2 {
+		ttl, err := caddy.ParseDuration(args[1])
+		if err != nil || ttl <= 0 {
+			return d.Errf("bind_sessions: ttl %q is not a positive duration (for example 24h)", args[1])
+		}
+		sc.TTL = caddy.Duration(ttl)
+	}
+	c.BindSessions = sc
 	return nil
 }
 

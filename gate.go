@@ -32,7 +32,8 @@ import (
 //	 4. the failed-attempt limiter (misses)  │
 //	 5. the verifiers; the cache remembers   │
 //	 6. the token removed from the request ──┘
-//	 7. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go)
+//	 7. the session: bound to another principal → 404 (sessions.go)
+//	 8. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go)
 //
 // and the one place that turns an outcome into an HTTP answer (refuse),
 // a challenge (challenge), a log line (logRejection) and a metric.
@@ -44,12 +45,13 @@ type outcome struct {
 	accepted *verifiers.CachedToken
 	// tok is the identity of a token whose signature verified but that a
 	// later rule refused (for logs); nil otherwise.
-	tok   *verifiers.AccessToken
-	token string        // the bearer token, for the log line's hash; never logged
-	kind  string        // the verifier that judged the token
-	took  time.Duration // time spent verifying; 0 on a cache hit
-	cache cacheResult
-	err   error
+	tok     *verifiers.AccessToken
+	session sessionState  // the request's session, when bind_sessions is on
+	token   string        // the bearer token, for the log line's hash; never logged
+	kind    string        // the verifier that judged the token
+	took    time.Duration // time spent verifying; 0 on a cache hit
+	cache   cacheResult
+	err     error
 }
 
 // cacheResult says what the verified-token cache did for a request.
@@ -71,7 +73,14 @@ func (c *core) check(r *http.Request) (out outcome) {
 	if out.err != nil {
 		return out
 	}
-	needed, err := c.inspect(r)
+	var err error
+	if c.sessions != nil {
+		out.session, err = c.checkSession(r, out.accepted.Extra.(*userVars).principal)
+	}
+	var needed []string
+	if err == nil {
+		needed, err = c.inspect(r)
+	}
 	if err == nil && len(needed) > len(c.requiredScopes) {
 		err = verifiers.RequireScopes(out.accepted.Token, needed)
 	}
@@ -230,13 +239,14 @@ var userVarNames = [...]string{
 // userVars are a token's placeholder values, computed once per token and
 // kept with it in the token cache, so a hit builds nothing.
 type userVars struct {
-	values [len(userVarNames)]any
-	meta   map[string]string // the provider's caddyauth.User.Metadata; read-only
+	values    [len(userVarNames)]any
+	meta      map[string]string // the provider's caddyauth.User.Metadata; read-only
+	principal [32]byte          // who the token speaks for (session binding)
 }
 
 func newUserVars(tok *verifiers.AccessToken) *userVars {
 	meta := userMetadata(tok)
-	v := &userVars{meta: meta}
+	v := &userVars{meta: meta, principal: principalOf(tok)}
 	v.values[0] = tok.ClientID
 	for i, name := range userVarNames[1:] {
 		v.values[i+1] = meta[strings.TrimPrefix(name, "http.auth.user.")]

@@ -158,6 +158,14 @@ type Config struct {
 	// tokens, 5m.
 	TokenCache *TokenCacheConfig `json:"token_cache,omitempty"`
 
+	// Bind MCP sessions to the principal (iss and sub, else client_id) that
+	// received their Mcp-Session-Id from the backend: a request carrying a
+	// session id bound to another principal gets 404 before the backend,
+	// whatever its method. Sessions the gateway never saw (a restart,
+	// another instance) pass. Default: on, 100000 sessions, 24h since last
+	// use. Handler only (the authentication provider cannot see answers).
+	BindSessions *SessionBindingConfig `json:"bind_sessions,omitempty"`
+
 	// Verify opaque tokens with an OAuth 2.0 Token Introspection endpoint
 	// (RFC 7662). With JWT key sources configured too, a token shaped like
 	// a JWS goes to JWT verification and any other token to introspection.
@@ -192,6 +200,18 @@ type TokenCacheConfig struct {
 	// Default: 10000.
 	Size int `json:"size,omitempty"`
 	// Longest time a token is remembered (never past its exp). Default: 5m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+}
+
+// SessionBindingConfig sizes the session bindings; state is shared by
+// every configuration with the same settings and survives reloads.
+type SessionBindingConfig struct {
+	// Turn session binding off.
+	Disabled bool `json:"disabled,omitempty"`
+	// Most sessions remembered (least recently used forgotten first; a
+	// forgotten session passes as never seen). Default: 100000.
+	Size int `json:"size,omitempty"`
+	// Time a binding lives after its last use. Default: 24h.
 	TTL caddy.Duration `json:"ttl,omitempty"`
 }
 

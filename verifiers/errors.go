@@ -54,6 +54,10 @@ var (
 	ErrBadBody = errors.New("request body is not JSON-RPC")
 	// ErrBodyTooLarge: the body is larger than the gateway inspects.
 	ErrBodyTooLarge = errors.New("request body too large")
+	// ErrSessionNotFound: the request's Mcp-Session-Id is bound to another
+	// principal; for this caller the session does not exist (404, so an
+	// MCP client starts a new session).
+	ErrSessionNotFound = errors.New("session not found")
 	// ErrUnavailable: a technical failure (key source or introspection
 	// endpoint unreachable, no keys loaded yet). It is never a pass and never
 	// reported to the client as a bad token.
@@ -119,6 +123,7 @@ var outcomes = []struct {
 	{ErrCritical, Outcome{"bad_crit", http.StatusUnauthorized, "invalid_token", "Unsupported critical header"}},
 	{ErrInactive, Outcome{"inactive", http.StatusUnauthorized, "invalid_token", "Token is not active"}},
 	{ErrInsufficientScope, Outcome{"insufficient_scope", http.StatusForbidden, "insufficient_scope", "Insufficient scope"}},
+	{ErrSessionNotFound, Outcome{"session_not_found", http.StatusNotFound, "", "Session not found"}},
 	{ErrRateLimited, Outcome{"rate_limited", http.StatusTooManyRequests, "", "Too many failed authentication attempts"}},
 	{ErrUnavailable, Outcome{"unavailable", http.StatusServiceUnavailable, "", "Token verification is temporarily unavailable"}},
 }
