@@ -69,9 +69,10 @@ type JWTConfig struct {
 
 // JWT verifies signed JWTs (JWS compact serialization).
 type JWT struct {
-	cfg    JWTConfig
-	algs   map[string]*Algorithm
-	parser *jwt.Parser
+	cfg       JWTConfig
+	algs      map[string]*Algorithm
+	parser    *jwt.Parser // signature and structure only
+	validator *jwt.Validator
 }
 
 // NewJWT checks cfg and returns a verifier. It refuses algorithm
@@ -119,13 +120,18 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	if cfg.Now == nil {
 		v.cfg.Now = time.Now
 	}
+	// The claims are validated after the parse (see Verify), so that the
+	// range of the time claims is checked before golang-jwt converts them.
 	v.parser = jwt.NewParser(
 		jwt.WithValidMethods(slices.Sorted(maps.Keys(v.algs))),
+		jwt.WithStrictDecoding(),
+		jwt.WithoutClaimsValidation(),
+	)
+	v.validator = jwt.NewValidator(
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(cfg.ClockSkew),
 		jwt.WithTimeFunc(func() time.Time { return v.cfg.Now() }),
-		jwt.WithStrictDecoding(),
 	)
 	return v, nil
 }
@@ -208,6 +214,14 @@ func (v *JWT) Verify(ctx context.Context, token string) (*AccessToken, error) {
 			// Refused by WithValidMethods before the key func ran.
 			return nil, fmt.Errorf("%w: %q", ErrUnsupportedAlgorithm, parsed.Method.Alg())
 		}
+		return nil, classifyJWTError(err)
+	}
+	// The signature is verified. A time claim out of range is malformed
+	// (golang-jwt would convert nbf 1e300 to a date in the past).
+	if err := CheckTimeClaims(claims); err != nil {
+		return nil, err
+	}
+	if err := v.validator.Validate(claims); err != nil {
 		return nil, classifyJWTError(err)
 	}
 	tok, err := v.checkClaims(claims, kid)

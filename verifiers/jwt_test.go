@@ -127,7 +127,6 @@ func TestJWTVerify(t *testing.T) {
 		{"expired within skew is accepted", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.ExpiresIn = -30 * time.Second })), nil},
 		{"expired beyond a smaller skew", newJWT(t, rsaKey.Public, func(c *verifiers.JWTConfig) { c.ClockSkew = 10 * time.Second }), rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.ExpiresIn = -30 * time.Second })), verifiers.ErrExpired},
 		{"missing exp", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.NoExpiry = true })), verifiers.ErrMissingClaim},
-		{"exp not a number", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["exp"] = "tomorrow" })), verifiers.ErrMissingClaim},
 		{"nbf in the future", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = t0.Add(5 * time.Minute).Unix() })), verifiers.ErrNotYetValid},
 		{"nbf within skew is accepted", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = t0.Add(30 * time.Second).Unix() })), nil},
 		{"iat in the future", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["iat"] = t0.Add(10 * time.Minute).Unix() })), verifiers.ErrNotYetValid},
@@ -152,6 +151,21 @@ func TestJWTVerify(t *testing.T) {
 		{"padding in signature", rsaV, rsaKey.MustToken(opts(nil)) + "==", verifiers.ErrMalformed},
 		{"oversized", rsaV, "eyJ" + strings.Repeat("a", verifiers.MaxTokenSize), verifiers.ErrMalformed},
 		{"kid not a string", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Header["kid"] = 7 })), verifiers.ErrMalformed},
+		// Time claims outside 0..year 9999 are malformed, whatever the
+		// claim: int64(1e300) is undefined, and nbf 1e300 used to pass as
+		// if in the past (issue 10 item 11).
+		{"nbf 1e300", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = 1e300 })), verifiers.ErrMalformed},
+		{"iat 1e300", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["iat"] = 1e300 })), verifiers.ErrMalformed},
+		{"exp 1e300", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["exp"] = 1e300 })), verifiers.ErrMalformed},
+		{"nbf -1e300", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = -1e300 })), verifiers.ErrMalformed},
+		{"nbf negative", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = -1 })), verifiers.ErrMalformed},
+		{"iat negative", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["iat"] = -5 })), verifiers.ErrMalformed},
+		{"exp after year 9999", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["exp"] = int64(253402300800) })), verifiers.ErrMalformed},
+		{"nbf beyond int64 seconds", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = 9.3e18 })), verifiers.ErrMalformed},
+		{"nbf null", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = nil })), verifiers.ErrMalformed},
+		{"exp not a number", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["exp"] = "tomorrow" })), verifiers.ErrMalformed},
+		{"nbf with a fraction is accepted", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = float64(t0.Unix()) - 0.5 })), nil},
+		{"nbf 0 is accepted", rsaV, rsaKey.MustToken(opts(func(o *devtools.TokenOptions) { o.Claims["nbf"] = 0 })), nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -203,6 +217,16 @@ func TestScopeClaims(t *testing.T) {
 		{"scope string", map[string]any{"scope": "a b  c"}, []string{"a", "b", "c"}},
 		{"scp list", map[string]any{"scp": []string{"a", "b"}}, []string{"a", "b"}},
 		{"scp string", map[string]any{"scp": "a b"}, []string{"a", "b"}},
+		// RFC 6749 §3.3: scope-token separators are single spaces (0x20)
+		// only; the authorization server reads other whitespace as part of
+		// one scope, and so must we (issue 10 item 4).
+		{"no-break space stays in one scope", map[string]any{"scope": "mcp:read\u00a0deploy:write"}, []string{"mcp:read\u00a0deploy:write"}},
+		{"tab stays in one scope", map[string]any{"scope": "mcp:read\tdeploy:write"}, []string{"mcp:read\tdeploy:write"}},
+		{"newline stays in one scope", map[string]any{"scope": "a\nb c"}, []string{"a\nb", "c"}},
+		{"ideographic space stays in one scope", map[string]any{"scope": "a\u3000b"}, []string{"a\u3000b"}},
+		{"scp string with other whitespace", map[string]any{"scp": "a\u2003b  c "}, []string{"a\u2003b", "c"}},
+		{"leading and trailing spaces", map[string]any{"scope": "  a  b  "}, []string{"a", "b"}},
+		{"only spaces", map[string]any{"scope": "   "}, nil},
 		{"scope wins over scp", map[string]any{"scope": "a", "scp": []string{"b"}}, []string{"a"}},
 		{"none", map[string]any{}, nil},
 	}
