@@ -13,6 +13,7 @@ import (
 	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 )
 
 // core is the provisioned state shared by the handler and the provider.
@@ -22,6 +23,8 @@ type core struct {
 	forwardToken   bool
 	rules          scopeRules
 	maxBody        int64
+	bodyTimeout    time.Duration       // BodyTimeout; tests shorten it
+	bodies         *semaphore.Weighted // the body budget (bodyBudget)
 	corsPreflight  bool
 	resource       ProtectedResource
 	limiter        *limiter.Limiter // nil when rate limiting is off
@@ -51,6 +54,10 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.forwardToken = cfg.ForwardToken
 	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes}
 	c.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
+	if c.maxBody < 0 || c.maxBody > MaxMaxBody {
+		return fmt.Errorf("max_body: %d bytes out of range (at most %d)", c.maxBody, MaxMaxBody)
+	}
+	c.bodyTimeout, c.bodies = BodyTimeout, bodyBudget
 	c.corsPreflight = cfg.CORSPreflight == nil || *cfg.CORSPreflight
 	c.resource = cfg.metadata()
 	lim, err := c.rateLimiter(cfg)

@@ -185,8 +185,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var v string
 			if v, err = singleArg(d); err == nil {
 				n, perr := humanize.ParseBytes(v)
-				if perr != nil || n == 0 || n > 1<<30 {
-					return d.Errf("max_body: %q is not a size between 1B and 1GiB (for example 1MiB)", v)
+				if perr != nil || n == 0 || n > MaxMaxBody {
+					return d.Errf("max_body: %q is not a size between 1B and 16MiB (for example 1MiB)", v)
 				}
 				c.MaxBody = int64(n)
 			}

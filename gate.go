@@ -64,7 +64,7 @@ const (
 )
 
 // check runs every rule of the handler on the request.
-func (c *core) check(r *http.Request) (out outcome) {
+func (c *core) check(w http.ResponseWriter, r *http.Request) (out outcome) {
 	defer func() { c.metrics.observe(out) }()
 	if hasQueryToken(r) {
 		return outcome{kind: verifiers.KindNone, err: verifiers.ErrTokenInQuery}
@@ -79,7 +79,7 @@ func (c *core) check(r *http.Request) (out outcome) {
 	}
 	var needed []string
 	if err == nil {
-		needed, err = c.inspect(r)
+		needed, err = c.inspect(w, r)
 	}
 	if err == nil && len(needed) > len(c.requiredScopes) {
 		err = verifiers.RequireScopes(out.accepted.Token, needed)
@@ -222,12 +222,6 @@ type rateLimitError struct{ retry time.Duration }
 
 func (e *rateLimitError) Error() string        { return fmt.Sprintf("rate limited for %s", e.retry) }
 func (e *rateLimitError) Is(target error) bool { return target == verifiers.ErrRateLimited }
-
-// isPreflight reports a CORS preflight request.
-func isPreflight(r *http.Request) bool {
-	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
-		r.Header.Get("Access-Control-Request-Method") != ""
-}
 
 // userVarNames are the {http.auth.user.*} placeholders of an accepted
 // token, in the order of userVars.values.

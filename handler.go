@@ -38,9 +38,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	c := h.core
 	if c.corsPreflight && isPreflight(r) {
-		return next.ServeHTTP(w, r)
+		answerPreflight(w, r)
+		return nil
 	}
-	out := c.check(r)
+	out := c.check(w, r)
 	if out.err != nil {
 		c.refuse(w, r, out.err)
 		return nil

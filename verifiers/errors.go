@@ -54,6 +54,15 @@ var (
 	ErrBadBody = errors.New("request body is not JSON-RPC")
 	// ErrBodyTooLarge: the body is larger than the gateway inspects.
 	ErrBodyTooLarge = errors.New("request body too large")
+	// ErrUnsupportedMediaType: a body the gateway inspects is not
+	// application/json in UTF-8 without Content-Encoding, so the backend
+	// could read other characters than the gateway (415).
+	ErrUnsupportedMediaType = errors.New("unsupported media type")
+	// ErrBodyTimeout: an inspected body was not received in time (408).
+	ErrBodyTimeout = errors.New("request body timeout")
+	// ErrBusy: too many bodies are being read for inspection at once (503
+	// with Retry-After; the client may retry, nothing is wrong with it).
+	ErrBusy = errors.New("too many requests being inspected")
 	// ErrSessionNotFound: the request's Mcp-Session-Id is bound to another
 	// principal; for this caller the session does not exist (404, so an
 	// MCP client starts a new session).
@@ -110,6 +119,9 @@ var outcomes = []struct {
 	{ErrHeaderMismatch, Outcome{"header_mismatch", http.StatusBadRequest, "", "MCP request headers do not match the JSON-RPC body"}},
 	{ErrBadBody, Outcome{"bad_body", http.StatusBadRequest, "", "Request body is not a JSON-RPC message"}},
 	{ErrBodyTooLarge, Outcome{"body_too_large", http.StatusRequestEntityTooLarge, "", "Request body too large"}},
+	{ErrUnsupportedMediaType, Outcome{"unsupported_media_type", http.StatusUnsupportedMediaType, "", "Request body must be application/json in UTF-8, without Content-Encoding"}},
+	{ErrBodyTimeout, Outcome{"body_timeout", http.StatusRequestTimeout, "", "Request body not received in time"}},
+	{ErrBusy, Outcome{"busy", http.StatusServiceUnavailable, "", "Too many requests being inspected; retry later"}},
 	{ErrMalformed, Outcome{"malformed", http.StatusUnauthorized, "invalid_token", "Malformed token"}},
 	{ErrUnsupportedAlgorithm, Outcome{"bad_algorithm", http.StatusUnauthorized, "invalid_token", "Token algorithm not accepted"}},
 	{ErrUnknownKey, Outcome{"unknown_key", http.StatusUnauthorized, "invalid_token", "Token signature verification failed"}},
