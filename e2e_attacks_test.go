@@ -3,6 +3,7 @@ package mcptoken
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -92,6 +94,19 @@ func (b *expressBackend) runs(t *testing.T) int {
 
 func toolCallBody(tool, args string) string {
 	return `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + `}}`
+}
+
+// utf7Body is head + mid + tail where mid is written in UTF-7's base64
+// form: as UTF-8 the body is head's message with a harmless string; a
+// backend that decodes UTF-7 (Express) reads mid's members too, and keeps
+// the last method.
+func utf7Body(head, mid, tail string) string {
+	u := utf16.Encode([]rune(mid))
+	b := make([]byte, 2*len(u))
+	for i, r := range u {
+		b[2*i], b[2*i+1] = byte(r>>8), byte(r)
+	}
+	return head + "+" + base64.RawStdEncoding.EncodeToString(b) + "-" + tail
 }
 
 func send(t *testing.T, method, url, token, body string, header map[string]string) *http.Response {
@@ -185,6 +200,8 @@ http://localhost:9080 {
 		reaches bool // a control row: the request gets through
 	}
 	echo := toolCallBody("echo", `{"text":"hi"}`)
+	utf7Smuggle := utf7Body(`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"x":"`,
+		`"}},"method":"tools/call","params":{"name":"deploy","arguments":{"service":"prod"},"_meta":{"x":"`, `"}}}`)
 	deploy := toolCallBody("deploy", `{"service":"prod"}`)
 	attacks := []attack{
 		// Item 2: a subpath the backend routes to the endpoint.
@@ -203,6 +220,22 @@ http://localhost:9080 {
 		{"bob calls a tool in alice's session", 13, "POST", "/mcp", bob, echo, inSession, 404, false},
 		{"bob opens alice's stream", 13, "GET", "/mcp", bob, "", inSession, 404, false},
 		{"bob deletes alice's session", 13, "DELETE", "/mcp", bob, "", inSession, 404, false},
+		// Item 1: a body the backend decodes with another charset.
+		{"utf-7 body that reads as tools/list in UTF-8", 1, "POST", "/ts/mcp", alice, utf7Smuggle,
+			map[string]string{"Content-Type": "application/json; charset=utf-7"}, 415, false},
+		{"gzip body", 1, "POST", "/ts/mcp", alice, deploy, map[string]string{"Content-Encoding": "gzip"}, 415, false},
+		// Item 4: scopes split on Unicode whitespace.
+		{"no-break space joins two scopes", 4, "POST", "/ts/mcp", token("nbsp", "mcp:read\u00a0deploy:write"), deploy, nil, 403, false},
+		// Item 5: a preflight carrying a body; a body on DELETE.
+		{"preflight with a tools/call body", 5, "OPTIONS", "/ts/mcp", "", deploy,
+			map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}, 204, false},
+		{"DELETE with a tools/call body", 5, "DELETE", "/mcp", alice, deploy, inSession, 400, false},
+		// Item 11: a time claim out of range.
+		{"nbf 1e300", 11, "POST", "/ts/mcp", key.MustToken(devtools.TokenOptions{Subject: "t", Issuer: e2eIssuer, Audience: []string{e2eAudience},
+			Scopes: []string{"mcp:read", "deploy:write"}, Claims: map[string]any{"nbf": 1e300}}), deploy, nil, 401, false},
+		// Item 12: data after the JSON value.
+		{"trailing garbage after the object", 12, "POST", "/ts/mcp", alice, echo + "}x", nil, 400, false},
+		{"an object after the batch", 12, "POST", "/ts/mcp", alice, "[" + echo + "]" + deploy, nil, 400, false},
 	}
 	for _, a := range attacks {
 		t.Run(fmt.Sprintf("item %d: %s", a.item, a.family), func(t *testing.T) {
@@ -217,6 +250,21 @@ http://localhost:9080 {
 			}
 		})
 	}
+
+	// The attacks are real: sent to the bare Express server, without the
+	// gateway, they run the tool.
+	t.Run("controls: the bare backend runs the attacks", func(t *testing.T) {
+		for _, c := range []struct{ path, contentType, body string }{
+			{"/mcp", "application/json; charset=utf-7", utf7Smuggle},
+			{"/mcp/?x=1", "application/json", deploy},
+		} {
+			before := ts.runs(t)
+			resp := send(t, "POST", "http://"+ts.addr+c.path, "", c.body, map[string]string{"Content-Type": c.contentType})
+			if resp.StatusCode != 200 || ts.runs(t) != before+1 {
+				t.Fatalf("%s %s: status %d, runs %d -> %d: the attack does not work on the bare backend", c.path, c.contentType, resp.StatusCode, before, ts.runs(t))
+			}
+		}
+	})
 
 	// Item 3: failed attempts behind trusted_proxies_strict. The attacker
 	// writes a victim's address leftmost in X-Forwarded-For; Caddy keys
