@@ -24,10 +24,14 @@ import (
 // Each path entry whose only wildcard is a trailing one is judged, without
 // case (Caddy's path matcher ignores it): /p* covers /p and everything
 // below; /p is covered when /p/* is listed too, and /p/* when /p (or /p/)
-// is. Other matchers (regular expressions, inner wildcards, not) are left
-// to the user. A matcher on the enclosing handle block is not visible
+// is. A method matcher is refused too: it leaves the endpoint's other
+// methods (GET streams, DELETE) open. Other matchers (regular expressions,
+// inner wildcards, not, headers) are left to the user. A matcher on the enclosing handle block is not visible
 // here; the README says to give mcp_token its own path matcher.
 func checkCoverage(set caddy.ModuleMap) error {
+	if _, ok := set["method"]; ok {
+		return fmt.Errorf("a method matcher leaves the endpoint's other methods without a token (MCP uses POST, GET for streams and DELETE to end a session); give mcp_token a path matcher only, such as mcp_token /mcp*")
+	}
 	raw, ok := set["path"]
 	if !ok {
 		return nil

@@ -20,6 +20,7 @@ func TestAdaptRefusesUncoveredSubpaths(t *testing.T) {
 		{"named matcher", "@mcp path /api/mcp\n\tmcp_token @mcp", "use mcp_token /api/mcp* to cover"},
 		{"one of several paths", "@m path /a* /b\n\tmcp_token @m", "path /b protects only"},
 		{"case does not hide it", "@m path /MCP /mcp/*\n\tmcp_token @m", ""},
+		{"method matcher", "@post {\n\t\tpath /mcp*\n\t\tmethod POST\n\t}\n\tmcp_token @post", "a method matcher leaves the endpoint's other methods without a token"},
 		{"prefix", "mcp_token /mcp*", ""},
 		{"endpoint and subpaths", "@m path /mcp /mcp/*\n\tmcp_token @m", ""},
 		{"everything", "mcp_token *", ""},

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/idna"
 )
 
 // CheckURL refuses a URL that is not absolute http(s); with production set,
@@ -29,7 +31,8 @@ func CheckURL(raw string, production bool) error {
 // localNames are host names that resolve to a loopback address on common
 // systems (RFC 6761 §6.3 for localhost and its subdomains; Debian's
 // /etc/hosts for the rest).
-var localNames = []string{"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+var localNames = []string{"localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6",
+	"ip6-localhost", "ip6-loopback"}
 
 // LocalHost reports a host (as url.URL.Hostname returns it) that names
 // this machine: a loopback or unspecified address in any spelling a
@@ -37,8 +40,18 @@ var localNames = []string{"localhost", "localhost.localdomain", "ip6-localhost",
 // after unmapping IPv4-mapped IPv6 (::ffff:127.0.0.1) and dropping a zone;
 // the numeric IPv4 forms inet_aton accepts (2130706433, 0x7f.1, 0177.0.0.1,
 // 127.1) are read as the address they stand for; names are compared
-// without case and without trailing dots (localhost.).
+// without case and without trailing dots (localhost.), after the IDNA
+// mapping HTTP clients apply to non-ASCII hosts (fullwidth digits).
 func LocalHost(host string) bool {
+	if !isASCII(host) {
+		// Go's HTTP client maps non-ASCII hosts with IDNA before resolving
+		// them: fullwidth digits and dots (１２７．０．０．１) become ASCII.
+		ascii, err := idna.Lookup.ToASCII(host)
+		if err != nil {
+			return true // not a name any client would reach: refuse
+		}
+		host = ascii
+	}
 	host = strings.ToLower(strings.TrimRight(host, "."))
 	for _, n := range localNames {
 		if host == n || strings.HasSuffix(host, "."+n) {
@@ -55,6 +68,15 @@ func LocalHost(host string) bool {
 	addr = addr.WithZone("").Unmap()
 	return addr.IsLoopback() || addr.IsUnspecified() ||
 		(addr.Is4() && addr.As4()[0] == 0) // 0.0.0.0/8, "this network"
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // parseInetAton reads the IPv4 forms of BSD inet_aton, which getaddrinfo

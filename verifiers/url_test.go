@@ -33,6 +33,10 @@ func TestCheckURLLocalSpellings(t *testing.T) {
 		"https://127.1/jwks",
 		"https://127.0.1/jwks",
 		"https://0x7F.0.0.1./jwks",
+		"https://017700000001/jwks",
+		"https://\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11/jwks",
+		"https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/jwks",
+		"https://localhost6/jwks",
 	}
 	for _, u := range local {
 		t.Run("refused "+u, func(t *testing.T) {
@@ -55,6 +59,7 @@ func TestCheckURLLocalSpellings(t *testing.T) {
 		"https://1.2.3.4/jwks",
 		"https://0x8.8.8.8/jwks",
 		"https://4294967296/jwks", // too large for IPv4: a name
+		"https://b\u00fccher.example/jwks",
 	}
 	for _, u := range public {
 		t.Run("accepted "+u, func(t *testing.T) {
