@@ -138,7 +138,7 @@ func (c *core) verifyToken(r *http.Request, token string) outcome {
 	tok, kind, err := c.verify(r, token)
 	out := outcome{kind: kind, took: time.Since(start), tok: tok, err: err}
 	if err == nil {
-		out.accepted = c.tokens.Put(token, kind, tok, newUserVars(tok))
+		out.accepted = c.tokens.Put(token, kind, tok, newUserVars(tok, token))
 		out.tok = nil
 	}
 	return out
@@ -238,9 +238,9 @@ type userVars struct {
 	principal [32]byte          // who the token speaks for (session binding)
 }
 
-func newUserVars(tok *verifiers.AccessToken) *userVars {
+func newUserVars(tok *verifiers.AccessToken, token string) *userVars {
 	meta := userMetadata(tok)
-	v := &userVars{meta: meta, principal: principalOf(tok)}
+	v := &userVars{meta: meta, principal: principalOf(tok, token)}
 	v.values[0] = tok.ClientID
 	for i, name := range userVarNames[1:] {
 		v.values[i+1] = meta[strings.TrimPrefix(name, "http.auth.user.")]

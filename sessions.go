@@ -46,12 +46,16 @@ const (
 const sessionHeader = "Mcp-Session-Id"
 
 // principalOf identifies who a token speaks for: iss and sub, else iss
-// and client_id, hashed to a fixed size.
-func principalOf(tok *verifiers.AccessToken) [32]byte {
-	if tok.Subject != "" {
+// and client_id, else (a token that names nobody) the token itself, hashed
+// to a fixed size.
+func principalOf(tok *verifiers.AccessToken, token string) [32]byte {
+	switch {
+	case tok.Subject != "":
 		return sha256.Sum256([]byte("sub\x00" + tok.Issuer + "\x00" + tok.Subject))
+	case tok.ClientID != "":
+		return sha256.Sum256([]byte("client\x00" + tok.Issuer + "\x00" + tok.ClientID))
 	}
-	return sha256.Sum256([]byte("client\x00" + tok.Issuer + "\x00" + tok.ClientID))
+	return sha256.Sum256([]byte("token\x00" + token))
 }
 
 // sessionBinding is one remembered session.

@@ -25,6 +25,8 @@ func (identities) Verify(_ context.Context, token string) (*verifiers.AccessToke
 		return &verifiers.AccessToken{Issuer: "https://as", Subject: "bob", ClientID: "app"}, nil
 	case "svc":
 		return &verifiers.AccessToken{Issuer: "https://as", ClientID: "svc"}, nil
+	case "anon1", "anon2":
+		return &verifiers.AccessToken{Issuer: "https://as"}, nil
 	}
 	return nil, verifiers.ErrBadSignature
 }
@@ -75,6 +77,8 @@ func TestSessionBinding(t *testing.T) {
 		{"two session headers", "POST", "alice", []string{"sess-alice", "sess-other"}, 400},
 		{"a session never seen passes", "POST", "bob", []string{"sess-from-before-a-restart"}, 200},
 		{"alice still has hers", "GET", "alice", []string{"sess-alice"}, 200},
+		{"a token naming nobody opens a session", "POST", "anon1", nil, 200},
+		{"another token naming nobody cannot use it", "POST", "anon2", []string{"sess-anon1"}, 404},
 		{"alice deletes it", "DELETE", "alice", []string{"sess-alice"}, 200},
 		{"after the DELETE it is unknown: it passes", "POST", "bob", []string{"sess-alice"}, 200},
 	}
@@ -89,9 +93,9 @@ func TestSessionBinding(t *testing.T) {
 		}
 	}
 	// Alice's binding ended with her DELETE; the answers to bob's
-	// requests named no session, so nothing else was bound.
-	if n := c.sessions.len(); n != 0 {
-		t.Fatalf("%d bindings left, want 0", n)
+	// requests named no session, so only anon1's is left.
+	if n := c.sessions.len(); n != 1 {
+		t.Fatalf("%d bindings left, want 1 (anon1's)", n)
 	}
 }
 
