@@ -230,6 +230,8 @@ http://localhost:9080 {
 		{"preflight with a tools/call body", 5, "OPTIONS", "/ts/mcp", "", deploy,
 			map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}, 204, false},
 		{"DELETE with a tools/call body", 5, "DELETE", "/mcp", alice, deploy, inSession, 400, false},
+		// Item 10: a body larger than max_body is refused before it is read.
+		{"body over max_body", 10, "POST", "/ts/mcp", alice, toolCallBody("echo", `{"text":"`+strings.Repeat("x", 2<<20)+`"}`), nil, 413, false},
 		// Item 11: a time claim out of range.
 		{"nbf 1e300", 11, "POST", "/ts/mcp", key.MustToken(devtools.TokenOptions{Subject: "t", Issuer: e2eIssuer, Audience: []string{e2eAudience},
 			Scopes: []string{"mcp:read", "deploy:write"}, Claims: map[string]any{"nbf": 1e300}}), deploy, nil, 401, false},
