@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"regexp"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,6 +48,9 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 			return fmt.Errorf("from_env: %w", err)
 		}
 		cfg = &eff
+	}
+	if err := cfg.checkScopes(); err != nil {
+		return err
 	}
 	c.logger = ctx.Logger()
 	if err := c.provisionMetrics(ctx); err != nil {
@@ -89,8 +95,58 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		c.logger.Warn("static tokens are configured: for DEVELOPMENT ONLY, never in production",
 			zap.Int("count", len(cfg.StaticTokens)))
 	}
-	if chain.JWT != nil && len(cfg.Audiences) == 0 && len(cfg.IssuerConfigs) == 0 {
-		c.logger.Warn("no audience configured: tokens issued for any service are accepted")
+	for _, w := range cfg.audienceWarnings() {
+		c.logger.Warn(w)
+	}
+	return nil
+}
+
+// audienceWarnings names each verifier that enforces no audience (a token
+// the same issuer minted for any other service would pass). resource
+// counts as the top-level audience, since it is enforced as one.
+func (cfg *Config) audienceWarnings() []string {
+	var out []string
+	ps, _ := cfg.policies()
+	for _, p := range ps {
+		if len(p.audiences) > 0 {
+			continue
+		}
+		who := "JWT verification"
+		if p.block {
+			who = "issuer " + p.issuers[0]
+		}
+		out = append(out, who+": no audience configured: tokens issued for any service are accepted (set audience, or resource)")
+	}
+	if ic := cfg.Introspection; ic != nil && len(orList(ic.Audiences, cfg.audiences())) == 0 {
+		out = append(out, "introspection: no audience configured: active tokens issued for any service are accepted (set audience, or resource)")
+	}
+	return out
+}
+
+// checkScopes applies checkScope to every scope of the configuration, for
+// JSON configs (the Caddyfile parser checks them as it reads them).
+func (cfg *Config) checkScopes() error {
+	lists := map[string][]string{"required_scopes": cfg.RequiredScopes, "scopes_supported": cfg.ScopesSupported}
+	for name, rules := range map[string]map[string][]string{"method_scopes": cfg.MethodScopes, "tool_scopes": cfg.ToolScopes} {
+		for k, v := range rules {
+			lists[name+" "+k] = v
+		}
+	}
+	for _, ic := range cfg.IssuerConfigs {
+		lists["issuer "+ic.Issuer+": required_scopes"] = ic.RequiredScopes
+	}
+	if cfg.Introspection != nil {
+		lists["introspection: required_scopes"] = cfg.Introspection.RequiredScopes
+	}
+	for i, st := range cfg.StaticTokens {
+		lists[fmt.Sprintf("static token %d: scopes", i+1)] = st.Scopes
+	}
+	for _, name := range slices.Sorted(maps.Keys(lists)) {
+		for _, s := range lists[name] {
+			if err := checkScope(s); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
 	}
 	return nil
 }
@@ -200,10 +256,18 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, g guards, src sources) (*ver
 // audiences default to the top-level ones.
 func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src sources) (*introspection.Verifier, error) {
 	ic := cfg.Introspection
+	var values [3]string
+	for i, o := range []struct{ name, value string }{{"url", ic.URL}, {"client_id", ic.ClientID}, {"client_secret", ic.ClientSecret}} {
+		v, err := resolve(repl, o.name, o.value)
+		if err != nil {
+			return nil, err
+		}
+		values[i] = v
+	}
 	opts := introspection.Options{
-		URL:              repl.ReplaceKnown(ic.URL, ""),
-		ClientID:         repl.ReplaceKnown(ic.ClientID, ""),
-		ClientSecret:     repl.ReplaceKnown(ic.ClientSecret, ""),
+		URL:              values[0],
+		ClientID:         values[1],
+		ClientSecret:     values[2],
 		AuthMethod:       ic.AuthMethod,
 		Timeout:          time.Duration(ic.Timeout),
 		NegativeCacheTTL: time.Duration(ic.NegativeCacheTTL),
@@ -245,8 +309,12 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src source
 func (cfg *Config) buildStatic(repl *caddy.Replacer, g guards) (*verifiers.Static, error) {
 	tokens := make([]verifiers.StaticToken, len(cfg.StaticTokens))
 	for i, st := range cfg.StaticTokens {
+		token, err := resolve(repl, fmt.Sprintf("static token %d", i+1), st.Token)
+		if err != nil {
+			return nil, err
+		}
 		tokens[i] = verifiers.StaticToken{
-			Token:    repl.ReplaceKnown(st.Token, ""),
+			Token:    token,
 			ClientID: st.ClientID,
 			Subject:  st.Subject,
 			Scopes:   st.Scopes,
@@ -270,13 +338,21 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sourc
 	}
 	switch {
 	case k.PublicKey != "":
-		key, err := verifiers.LoadPublicKey(repl.ReplaceKnown(k.PublicKey, ""))
+		pemText, err := resolve(repl, "public_key", k.PublicKey)
 		if err != nil {
 			return nil, err
 		}
+		key, err := verifiers.LoadPublicKey(pemText)
+		if err != nil {
+			return nil, fromPlaceholder("public_key", k.PublicKey, err)
+		}
 		return verifiers.NewStaticKey(key), nil
 	case k.HMACSecret != "":
-		return verifiers.NewStaticKey([]byte(repl.ReplaceKnown(k.HMACSecret, ""))), nil
+		secret, err := resolve(repl, "hmac_secret", k.HMACSecret)
+		if err != nil {
+			return nil, err
+		}
+		return verifiers.NewStaticKey([]byte(secret)), nil
 	}
 	opts := jwks.Options{
 		RefreshInterval: time.Duration(cfg.JWKSCacheTTL),
@@ -285,7 +361,10 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sourc
 		Client:          g.jwksClient(time.Duration(cfg.JWKSTimeout)),
 	}
 	if k.JWKSURI != "" {
-		opts.URL = repl.ReplaceKnown(k.JWKSURI, "")
+		var err error
+		if opts.URL, err = resolve(repl, "jwks_uri", k.JWKSURI); err != nil {
+			return nil, err
+		}
 		if err := g.endpoint("jwks_uri", opts.URL); err != nil {
 			return nil, err
 		}
@@ -322,7 +401,7 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources)
 	if cfg.ClockSkew != nil {
 		skew = time.Duration(*cfg.ClockSkew)
 	}
-	return verifiers.NewJWT(verifiers.JWTConfig{
+	v, err := verifiers.NewJWT(verifiers.JWTConfig{
 		Issuers:        replaceAll(repl, p.issuers),
 		Audiences:      replaceAll(repl, p.audiences),
 		Algorithms:     p.algorithms,
@@ -331,6 +410,10 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources)
 		TokenType:      cfg.TokenType,
 		RequiredScopes: p.requiredScopes,
 	})
+	if err != nil && p.keys.HMACSecret != "" {
+		return nil, fromPlaceholder("hmac_secret", p.keys.HMACSecret, err)
+	}
+	return v, err
 }
 
 // audiences are the accepted audiences of the top-level policy: the
@@ -341,6 +424,41 @@ func (cfg *Config) audiences() []string {
 		return []string{cfg.Resource}
 	}
 	return cfg.Audiences
+}
+
+// resolve replaces the placeholders of an option's value, once, at start.
+// A value written with placeholders that resolves to nothing is an error
+// naming the option and the placeholder as written — never a value, which
+// may be a secret.
+func resolve(repl *caddy.Replacer, option, value string) (string, error) {
+	out := repl.ReplaceKnown(value, "")
+	if out == "" && hasPlaceholder(value) {
+		return "", fmt.Errorf("%s %s: resolves to an empty value%s", option, value, emptyHint(value))
+	}
+	return out, nil
+}
+
+var envPlaceholder = regexp.MustCompile(`\{env\.([^}]+)\}`)
+var filePlaceholder = regexp.MustCompile(`\{file\.([^}]+)\}`)
+
+// emptyHint says why a placeholder may have resolved to nothing.
+func emptyHint(value string) string {
+	if m := envPlaceholder.FindStringSubmatch(value); m != nil {
+		return fmt.Sprintf(" (the environment variable %s is unset or empty)", m[1])
+	}
+	if m := filePlaceholder.FindStringSubmatch(value); m != nil {
+		return fmt.Sprintf(" (the file %s is missing or empty)", m[1])
+	}
+	return ""
+}
+
+// fromPlaceholder names the option and its placeholder text in an error
+// about a value that came from a placeholder.
+func fromPlaceholder(option, value string, err error) error {
+	if hasPlaceholder(value) {
+		return fmt.Errorf("%s %s: %w", option, value, err)
+	}
+	return err
 }
 
 // orList returns list, or def when list is empty.

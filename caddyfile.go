@@ -241,6 +241,11 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) < 2 {
 				return d.Errf("static_token: want <token> <client_id> [<scope>...]")
 			}
+			for _, sc := range args[2:] {
+				if err := checkScope(sc); err != nil {
+					return d.Errf("static_token: %v", err)
+				}
+			}
 			c.StaticTokens = append(c.StaticTokens, StaticToken{Token: args[0], ClientID: args[1], Scopes: args[2:]})
 		default:
 			return d.Errf("unrecognized subdirective '%s'", sub)
@@ -338,6 +343,11 @@ func parseScopeRule(d *caddyfile.Dispenser, rules *map[string][]string) error {
 	}
 	if _, dup := (*rules)[args[0]]; dup {
 		return d.Errf("%s: %q is already configured", sub, args[0])
+	}
+	for _, sc := range args[1:] {
+		if err := checkScope(sc); err != nil {
+			return d.Errf("%s: %v", sub, err)
+		}
 	}
 	(*rules)[args[0]] = args[1:]
 	return nil

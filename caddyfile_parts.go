@@ -77,7 +77,7 @@ func (c *Config) parseIntrospection(d *caddyfile.Dispenser) error {
 		case "audience":
 			ic.Audiences, err = appendArgs(d, ic.Audiences)
 		case "required_scopes":
-			ic.RequiredScopes, err = appendArgs(d, ic.RequiredScopes)
+			ic.RequiredScopes, err = appendScopes(d, ic.RequiredScopes)
 		case "require_issuer":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -160,7 +160,7 @@ func (p *parseState) policyOption(d *caddyfile.Dispenser, sub string, keys *KeyC
 	case "audience":
 		*audiences, err = appendArgs(d, *audiences)
 	case "required_scopes":
-		*scopes, err = appendArgs(d, *scopes)
+		*scopes, err = appendScopes(d, *scopes)
 	case "algorithms":
 		if *algorithms, err = appendArgs(d, *algorithms); err == nil {
 			err = checkAlgorithms(d, *algorithms)
@@ -238,6 +238,12 @@ func (c *Config) checkParsed(p *parseState) error {
 		if hasPlaceholder(probeIC.URL) {
 			probeIC.URL = "https://placeholder.invalid/introspect"
 		}
+		if hasPlaceholder(probeIC.ClientID) {
+			probeIC.ClientID = "placeholder-client"
+		}
+		if hasPlaceholder(probeIC.ClientSecret) {
+			probeIC.ClientSecret = "placeholder-secret" // its value is checked at start
+		}
 		probe.Introspection = &probeIC
 	}
 	repl := caddy.NewReplacer()
@@ -307,6 +313,36 @@ func appendArgs(d *caddyfile.Dispenser, list []string) ([]string, error) {
 		return nil, d.ArgErr()
 	}
 	return append(list, args...), nil
+}
+
+// appendScopes reads one or more scopes onto list, refusing a comma (see
+// checkScope).
+func appendScopes(d *caddyfile.Dispenser, list []string) ([]string, error) {
+	sub := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	for _, a := range args {
+		if err := checkScope(a); err != nil {
+			return nil, d.Errf("%s: %v", sub, err)
+		}
+	}
+	return append(list, args...), nil
+}
+
+// checkScope refuses a scope with a comma. RFC 6749 §3.3 separates scopes
+// with spaces and allows a comma inside one, but "mcp:read,mcp:write" is
+// a list written the FastMCP-environment way, not a scope any
+// authorization server issues: taken literally it would never match.
+func checkScope(s string) error {
+	if strings.Contains(s, ",") {
+		return fmt.Errorf("scope %q contains a comma: scopes are space-separated (write %s)", s, strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }), " "))
+	}
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' || r >= 0x7f }) {
+		return fmt.Errorf("scope %q is not a scope token (RFC 6749 §3.3: printable ASCII without space, quote or backslash)", s)
+	}
+	return nil
 }
 
 // singleArg reads exactly one argument.

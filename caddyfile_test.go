@@ -224,6 +224,13 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"introspection relative url", "mcp_token {\n introspection /introspect {\n  client_id c\n }\n}", `introspection: "/introspect" is not an absolute http(s) URL, at Testfile:2`},
 		{"introspection unknown option", "mcp_token {\n introspection https://as/introspect {\n  client_id c\n  jwks_uri x\n }\n}", "introspection: unrecognized subdirective 'jwks_uri', at Testfile:4"},
 		{"two introspection blocks", "mcp_token {\n introspection https://as/i {\n  client_id c\n }\n introspection https://as/j {\n  client_id c\n }\n}", "only one introspection endpoint per mcp_token, at Testfile:5"},
+		{"comma in required_scopes", "mcp_token {\n static_token t c\n required_scopes mcp:read,mcp:write\n}", `required_scopes: scope "mcp:read,mcp:write" contains a comma: scopes are space-separated (write mcp:read mcp:write), at Testfile:3`},
+		{"comma in tool_scopes", "mcp_token {\n static_token t c\n tool_scopes deploy a,b\n}", `tool_scopes: scope "a,b" contains a comma`},
+		{"comma in a static token's scopes", "mcp_token {\n static_token t c mcp:read,x\n}", `static_token: scope "mcp:read,x" contains a comma: scopes are space-separated (write mcp:read x), at Testfile:2`},
+		{"comma in an issuer block", "mcp_token {\n issuer https://a {\n  jwks_uri https://a/jwks\n  required_scopes a,b\n }\n}", `required_scopes: scope "a,b" contains a comma: scopes are space-separated (write a b), at Testfile:4`},
+		{"token_cache without size", "mcp_token {\n static_token t c\n token_cache\n}", "token_cache: want <size> [<ttl>] (for example 10000 5m) or off, at Testfile:3"},
+		{"token_cache bad size", "mcp_token {\n static_token t c\n token_cache many\n}", `token_cache: size "many" is not a number of tokens`},
+		{"token_cache bad ttl", "mcp_token {\n static_token t c\n token_cache 10 soon\n}", `token_cache: ttl "soon" is not a positive duration`},
 		{"duplicate static token", "mcp_token {\n static_token abc c1\n static_token abc c2\n}", "static token 2: duplicate token, at Testfile:2"},
 	}
 	for _, tc := range cases {

@@ -109,7 +109,7 @@ func utf7Body(head, mid, tail string) string {
 	return head + "+" + base64.RawStdEncoding.EncodeToString(b) + "-" + tail
 }
 
-func send(t *testing.T, method, url, token, body string, header map[string]string) *http.Response {
+func attackSend(t *testing.T, method, url, token, body string, header map[string]string) *http.Response {
 	t.Helper()
 	if method == http.MethodPost {
 		resp, _ := postWith(t, url, token, body, header)
@@ -242,7 +242,7 @@ http://localhost:9080 {
 	for _, a := range attacks {
 		t.Run(fmt.Sprintf("item %d: %s", a.item, a.family), func(t *testing.T) {
 			goBefore, tsBefore := rec.Count(), ts.runs(t)
-			resp := send(t, a.method, e2eBase+a.path, a.token, a.body, a.header)
+			resp := attackSend(t, a.method, e2eBase+a.path, a.token, a.body, a.header)
 			if resp.StatusCode != a.status {
 				t.Fatalf("status %d, want %d", resp.StatusCode, a.status)
 			}
@@ -261,7 +261,7 @@ http://localhost:9080 {
 			{"/mcp/?x=1", "application/json", deploy},
 		} {
 			before := ts.runs(t)
-			resp := send(t, "POST", "http://"+ts.addr+c.path, "", c.body, map[string]string{"Content-Type": c.contentType})
+			resp := attackSend(t, "POST", "http://"+ts.addr+c.path, "", c.body, map[string]string{"Content-Type": c.contentType})
 			if resp.StatusCode != 200 || ts.runs(t) != before+1 {
 				t.Fatalf("%s %s: status %d, runs %d -> %d: the attack does not work on the bare backend", c.path, c.contentType, resp.StatusCode, before, ts.runs(t))
 			}
@@ -275,28 +275,28 @@ http://localhost:9080 {
 	t.Run("item 3: forged X-Forwarded-For cannot lock out a victim", func(t *testing.T) {
 		attacker := map[string]string{"X-Forwarded-For": "203.0.113.50, 198.51.100.66"}
 		for i := 0; i < 3; i++ {
-			if r := send(t, "POST", e2eBase+"/ts/mcp", forged, echo, attacker); r.StatusCode != 401 {
+			if r := attackSend(t, "POST", e2eBase+"/ts/mcp", forged, echo, attacker); r.StatusCode != 401 {
 				t.Fatalf("failure %d: %d", i+1, r.StatusCode)
 			}
 		}
-		if r := send(t, "POST", e2eBase+"/ts/mcp", forged, echo, attacker); r.StatusCode != 429 {
+		if r := attackSend(t, "POST", e2eBase+"/ts/mcp", forged, echo, attacker); r.StatusCode != 429 {
 			t.Fatalf("attacker after 3 failures: %d, want 429", r.StatusCode)
 		}
 		victim := map[string]string{"X-Forwarded-For": "203.0.113.50"}
 		before := ts.runs(t)
-		if r := send(t, "POST", e2eBase+"/ts/mcp", token("victim", "mcp:read"), echo, victim); r.StatusCode != 200 || ts.runs(t) != before+1 {
+		if r := attackSend(t, "POST", e2eBase+"/ts/mcp", token("victim", "mcp:read"), echo, victim); r.StatusCode != 200 || ts.runs(t) != before+1 {
 			t.Fatalf("victim: %d", r.StatusCode)
 		}
 	})
 	t.Run("item 3: IPv6 rotation within a /64", func(t *testing.T) {
 		for i := 1; i <= 3; i++ {
 			xff := map[string]string{"X-Forwarded-For": fmt.Sprintf("2001:db8:7:7::%x", i)}
-			if r := send(t, "POST", e2eBase+"/ts/mcp", forged, echo, xff); r.StatusCode != 401 {
+			if r := attackSend(t, "POST", e2eBase+"/ts/mcp", forged, echo, xff); r.StatusCode != 401 {
 				t.Fatalf("failure %d: %d", i, r.StatusCode)
 			}
 		}
 		xff := map[string]string{"X-Forwarded-For": "2001:db8:7:7:abcd::1"}
-		if r := send(t, "POST", e2eBase+"/ts/mcp", forged, echo, xff); r.StatusCode != 429 {
+		if r := attackSend(t, "POST", e2eBase+"/ts/mcp", forged, echo, xff); r.StatusCode != 429 {
 			t.Fatalf("a fresh address of the same /64: %d, want 429", r.StatusCode)
 		}
 	})

@@ -43,15 +43,17 @@ func jwksSite(routes string) string {
 	return caddyGlobal + "\nhttp://localhost:9080 {\n" + routes + "\n\trespond 404\n}\n"
 }
 
-func jwksRoute(path, url string) string {
+// jwksRoute protects path with the JWKS at url, in front of the echo
+// backend at echo.
+func jwksRoute(path, url, echo string) string {
 	return fmt.Sprintf(`
 	handle %s {
 		mcp_token {
 			jwks_uri %s
 			audience mcp-e2e
 		}
-		respond "ok {http.auth.user.client_id}" 200
-	}`, path, url)
+		%s
+	}`, path, url, echoProxy(echo, "ok {http.auth.user.client_id}"))
 }
 
 func TestE2EJWKSSharedCacheAndReload(t *testing.T) {
@@ -59,9 +61,10 @@ func TestE2EJWKSSharedCacheAndReload(t *testing.T) {
 	srv := devtools.NewJWKSServer(key)
 	defer srv.Close()
 	tok := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}, Claims: map[string]any{"client_id": "jwks-client"}})
+	_, echo := startEcho(t)
 
 	// Two routes naming the same endpoint: one cache, one fetch.
-	startCaddy(t, jwksSite(jwksRoute("/a/*", srv.JWKSURL())+jwksRoute("/b/*", srv.JWKSURL())), "caddyfile")
+	startCaddy(t, jwksSite(jwksRoute("/a/*", srv.JWKSURL(), echo)+jwksRoute("/b/*", srv.JWKSURL(), echo)), "caddyfile")
 	for _, path := range []string{"/a/x", "/b/x"} {
 		if got := waitStatus(t, e2eBase+path, tok, 200); got != 200 {
 			t.Fatalf("%s: status %d", path, got)
@@ -77,7 +80,7 @@ func TestE2EJWKSSharedCacheAndReload(t *testing.T) {
 
 	// A config reload through the admin API that keeps the URI reuses the
 	// cache: no new fetch, same cache.
-	startCaddy(t, jwksSite(jwksRoute("/c/*", srv.JWKSURL())), "caddyfile")
+	startCaddy(t, jwksSite(jwksRoute("/c/*", srv.JWKSURL(), echo)), "caddyfile")
 	if got := waitStatus(t, e2eBase+"/c/x", tok, 200); got != 200 {
 		t.Fatalf("after reload: status %d", got)
 	}
@@ -113,8 +116,9 @@ func TestE2EJWKSOutageAtStart(t *testing.T) {
 	defer srv.Close()
 	srv.Fail(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusBadGateway) })
 	tok := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}})
+	rec, echo := startEcho(t)
 
-	startCaddy(t, jwksSite(strings.Replace(jwksRoute("/mcp*", srv.JWKSURL()), "audience mcp-e2e", "audience mcp-e2e\n\t\t\talgorithms ES256", 1)), "caddyfile")
+	startCaddy(t, jwksSite(strings.Replace(jwksRoute("/mcp*", srv.JWKSURL(), echo), "audience mcp-e2e", "audience mcp-e2e\n\t\t\talgorithms ES256", 1)), "caddyfile")
 	resp, body := post(t, e2eBase+"/mcp", tok, toolsList)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("before any key set: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
@@ -122,6 +126,7 @@ func TestE2EJWKSOutageAtStart(t *testing.T) {
 	if resp.Header.Get("WWW-Authenticate") != "" {
 		t.Fatal("a technical failure must not carry a Bearer error challenge")
 	}
+	reached(t, rec, 0, 0, "the 503")
 	srv.Fail(nil)
 	if got := waitStatus(t, e2eBase+"/mcp", tok, 200); got != 200 {
 		t.Fatalf("after the endpoint came up: %d", got)
@@ -132,6 +137,7 @@ func TestE2EMultiIssuer(t *testing.T) {
 	keyA, keyB := devtools.MustGenerateKey("RS256"), devtools.MustGenerateKey("RS256")
 	srvA := devtools.NewJWKSServer(keyA)
 	defer srvA.Close()
+	rec, echo := startEcho(t)
 	startCaddy(t, jwksSite(fmt.Sprintf(`
 	handle /mcp* {
 		mcp_token {
@@ -145,8 +151,8 @@ func TestE2EMultiIssuer(t *testing.T) {
 				audience api-b
 			}
 		}
-		respond "ok {http.auth.user.iss}" 200
-	}`, srvA.JWKSURL(), mustPEM(t, keyB))), "caddyfile")
+		%s
+	}`, srvA.JWKSURL(), mustPEM(t, keyB), echoProxy(echo, "ok {http.auth.user.iss}"))), "caddyfile")
 	tokA := keyA.MustToken(devtools.TokenOptions{Issuer: "https://a.example", Audience: []string{"api-a"}})
 	tokB := keyB.MustToken(devtools.TokenOptions{Issuer: "https://b.example", Audience: []string{"api-b"}})
 	forged := keyB.MustToken(devtools.TokenOptions{Issuer: "https://a.example", Audience: []string{"api-a"}})
@@ -157,8 +163,10 @@ func TestE2EMultiIssuer(t *testing.T) {
 	if resp.StatusCode != 200 || body != "ok https://b.example" {
 		t.Fatalf("issuer B's token: %d %s", resp.StatusCode, body)
 	}
+	before := rec.Count()
 	resp, _ = post(t, e2eBase+"/mcp", forged, toolsList)
 	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 		t.Fatalf("a token claiming issuer A signed with issuer B's key: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
+	reached(t, rec, before, 0, "the forged token")
 }

@@ -21,7 +21,8 @@ import (
 // mcpAuthSite is a site with two protected paths, each with its own
 // verifier, written the way the README recommends: mcp_token with a path
 // matcher at site level, so that it can publish its metadata.
-// mcpAuthSite returns the /mcp key, the /opaque key and the backend's recorder.
+// mcpAuthSite returns the /mcp key, the /opaque key and the recorder of
+// the backend both paths proxy to.
 func mcpAuthSite(t *testing.T) (*devtools.KeyPair, *devtools.KeyPair, *mcpdemo.Recorder) {
 	t.Helper()
 	key, other := devtools.MustGenerateKey("RS256"), devtools.MustGenerateKey("ES256")
@@ -50,7 +51,7 @@ http://localhost:9080 {
 		}
 	}
 	handle /opaque/* {
-		respond "opaque ok" 200
+		reverse_proxy %[3]s
 	}
 	respond 404
 }
@@ -117,17 +118,18 @@ func TestE2EProtectedResourceMetadata(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodOptions, e2eBase+"/.well-known/oauth-protected-resource/mcp", nil)
 	req.Header.Set("Origin", "http://inspector.local")
 	req.Header.Set("Access-Control-Request-Method", "GET")
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
-		t.Fatalf("metadata preflight: %v %v", resp, err)
+	if resp, _ := send(t, req); resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("metadata preflight: %d %v", resp.StatusCode, resp.Header)
 	}
 
 	// /mcp requires a token; the challenge's resource_metadata URL fetches
 	// that same document.
+	before := rec.Count()
 	for _, tc := range []struct{ path, metadata string }{
 		{"/mcp", "/.well-known/oauth-protected-resource/mcp"},
 		{"/opaque/x", "/.well-known/oauth-protected-resource/opaque"},
 	} {
-		resp, _ := post(t, e2eBase+tc.path, "", toolsList)
+		resp, _ := post(t, e2eBase+tc.path, "", echoCall)
 		chal := resp.Header.Get("WWW-Authenticate")
 		if resp.StatusCode != 401 || challengeParam(chal, "resource_metadata") != e2eBase+tc.metadata {
 			t.Fatalf("%s without a token: %d %q", tc.path, resp.StatusCode, chal)
@@ -150,36 +152,39 @@ func TestE2EProtectedResourceMetadata(t *testing.T) {
 		t.Fatalf("403 body is not the JSON error object: %s", body)
 	}
 	otherTok := other.MustToken(devtools.TokenOptions{Issuer: "https://other.e2e.test", Audience: []string{"http://LOCALHOST:9080/opaque/"}})
-	resp, _ = post(t, e2eBase+"/opaque/x", otherTok, toolsList)
+	resp, _ = post(t, e2eBase+"/opaque/x", otherTok, echoCall)
 	if resp.StatusCode != 403 || challengeParam(resp.Header.Get("WWW-Authenticate"), "scope") != "opaque:read" {
 		t.Fatalf("/opaque without opaque:read (audience matched canonically): %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 
 	// A token in the query is refused, even with a valid header token.
 	good := key.MustToken(devtools.TokenOptions{Issuer: "http://127.0.0.1:9/issuer", Scopes: []string{"mcp:read"}})
-	resp, _ = post(t, e2eBase+"/mcp?access_token="+good, good, toolsList)
+	resp, _ = post(t, e2eBase+"/mcp?access_token="+good, good, echoCall)
 	if resp.StatusCode != 400 || challengeParam(resp.Header.Get("WWW-Authenticate"), "error") != "invalid_request" {
 		t.Fatalf("token in the query: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	// A refusal to a browser request exposes the challenge to scripts.
+	req, _ = http.NewRequest(http.MethodPost, e2eBase+"/mcp", strings.NewReader(echoCall))
+	req.Header.Set("Origin", "http://inspector.local")
+	if resp, _ := send(t, req); resp.StatusCode != 401 || resp.Header.Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
+		t.Fatalf("browser 401: %d %v", resp.StatusCode, resp.Header)
+	}
+	reached(t, rec, before, 0, "refusals on /mcp and /opaque")
+	if rec.Ran("") != 0 {
+		t.Fatalf("a refused call ran: %+v", rec.ToolRuns())
 	}
 
 	// A CORS preflight is answered by the gateway without a token, and
 	// never reaches the backend (issue 10 item 5).
-	before := rec.Count()
+	before = rec.Count()
 	req, _ = http.NewRequest(http.MethodOptions, e2eBase+"/mcp", nil)
 	req.Header.Set("Origin", "http://inspector.local")
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusNoContent || rec.Count() != before ||
+	resp, _ = send(t, req)
+	if resp.StatusCode != http.StatusNoContent || rec.Count() != before ||
 		resp.Header.Get("Access-Control-Allow-Headers") != "authorization, content-type" {
-		t.Fatalf("preflight: %v %v, backend saw %d new requests", resp.StatusCode, err, rec.Count()-before)
-	}
-	// A refusal to a browser request exposes the challenge to scripts.
-	req, _ = http.NewRequest(http.MethodPost, e2eBase+"/mcp", strings.NewReader(toolsList))
-	req.Header.Set("Origin", "http://inspector.local")
-	resp, _ = http.DefaultClient.Do(req)
-	if resp.StatusCode != 401 || resp.Header.Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
-		t.Fatalf("browser 401: %d %v", resp.StatusCode, resp.Header)
+		t.Fatalf("preflight: %v, backend saw %d new requests", resp.StatusCode, rec.Count()-before)
 	}
 }
 
@@ -201,37 +206,55 @@ func TestE2EPerToolScopes(t *testing.T) {
 	if err != nil || res.IsError {
 		t.Fatalf("echo with mcp:read: %v %v", err, res)
 	}
+	before := rec.Count()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api"}}); err == nil || !strings.Contains(err.Error(), "Forbidden") {
 		t.Fatalf("deploy with mcp:read only: %v", err)
 	}
-	// The same refusal on the wire: 403 with exactly the tool's scope.
-	deploy := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"deploy","arguments":{"service":"api"}}}`
-	resp, _ := post(t, e2eBase+"/mcp", readOnly, deploy)
-	if chal := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 403 || challengeParam(chal, "scope") != "deploy:write" || challengeParam(chal, "error") != "insufficient_scope" {
-		t.Fatalf("deploy: %d %q", resp.StatusCode, chal)
-	}
-	// With deploy:write, deploy works.
+	reached(t, rec, before, 0, "the SDK client's refused deploy")
 	deployer := key.MustToken(devtools.TokenOptions{Issuer: "http://127.0.0.1:9/issuer", Scopes: []string{"mcp:read", "deploy:write"}})
+
+	// Every refusal, judged by the backend: the request never reached it
+	// and deploy never ran. The same bodies with deploy:write do run,
+	// so the rows cannot pass for a reason other than the gateway.
+	deploy := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"deploy","arguments":{"service":"api"}}}`
+	for _, tc := range []struct {
+		name   string
+		body   string
+		header map[string]string
+		status int
+		scope  string // the challenge's scope, for a 403
+	}{
+		{"deploy without deploy:write", deploy, nil, 403, "deploy:write"},
+		{"a batch with one forbidden element", `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},` + deploy + `]`, nil, 403, "mcp:read deploy:write"},
+		// Keys that case-fold to one the gateway reads are refused (mcprpc.Parse).
+		{"a METHOD alias cannot hide the method", `{"jsonrpc":"2.0","id":8,"method":"tools/call","METHOD":"tools/list","params":{"name":"deploy","arguments":{"service":"x"}}}`, nil, 400, ""},
+		{"a NAME alias cannot hide the tool", `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"deploy","NAME":"echo","arguments":{"service":"x"}}}`, nil, 400, ""},
+		{"duplicate method keys", `{"jsonrpc":"2.0","id":9,"method":"tools/list","method":"tools/call","params":{"name":"deploy","arguments":{"service":"x"}}}`, nil, 400, ""},
+		{"duplicate name keys", `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","name":"deploy","arguments":{"service":"x"}}}`, nil, 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, ran := rec.Count(), rec.Ran("")
+			resp, body := postWith(t, e2eBase+"/mcp", readOnly, tc.body, tc.header)
+			chal := resp.Header.Get("WWW-Authenticate")
+			if resp.StatusCode != tc.status || (tc.scope != "" && (challengeParam(chal, "scope") != tc.scope || challengeParam(chal, "error") != "insufficient_scope")) {
+				t.Fatalf("status %d (want %d), challenge %q, body %s", resp.StatusCode, tc.status, chal, body)
+			}
+			reached(t, rec, before, 0, tc.name)
+			if rec.Ran("") != ran {
+				t.Fatalf("a refused call ran: %+v", rec.ToolRuns()[ran:])
+			}
+		})
+	}
+	// With deploy:write, deploy runs: once, for this client's request.
 	if resp, body := post(t, e2eBase+"/mcp", deployer, deploy); resp.StatusCode != 200 || !strings.Contains(body, "deployed api") {
 		t.Fatalf("deploy with deploy:write: %d %s", resp.StatusCode, body)
 	}
-	// A batch is allowed only if every element is.
-	batch := `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},` + deploy + `]`
-	if resp, _ := post(t, e2eBase+"/mcp", readOnly, batch); resp.StatusCode != 403 {
-		t.Fatalf("batch with a forbidden element: %d", resp.StatusCode)
-	}
-	// Case games cannot hide the method from the gateway: a key that
-	// case-folds to one it reads is refused (mcprpc.Parse).
-	sneaky := `{"jsonrpc":"2.0","id":8,"method":"tools/call","METHOD":"tools/list","params":{"name":"deploy","arguments":{"service":"x"}}}`
-	if resp, _ := post(t, e2eBase+"/mcp", readOnly, sneaky); resp.StatusCode != 400 {
-		t.Fatalf("METHOD alias: %d", resp.StatusCode)
-	}
-	dup := `{"jsonrpc":"2.0","id":9,"method":"tools/list","method":"tools/call","params":{"name":"deploy"}}`
-	if resp, _ := post(t, e2eBase+"/mcp", readOnly, dup); resp.StatusCode != 400 {
-		t.Fatalf("duplicate method key: %d", resp.StatusCode)
+	if n := rec.Ran("deploy"); n != 1 {
+		t.Fatalf("deploy ran %d times, want 1 (the allowed call): %+v", n, rec.ToolRuns())
 	}
 
-	// Mcp-Method / Mcp-Name must agree with the body.
+	// Mcp-Method / Mcp-Name must agree with the body: a mismatch never
+	// reaches the backend, even with every scope.
 	for _, tc := range []struct {
 		name, method, mcpName string
 		status                int
@@ -240,25 +263,26 @@ func TestE2EPerToolScopes(t *testing.T) {
 		{"mismatched Mcp-Method", "tools/list", "echo", 400},
 		{"mismatched Mcp-Name", "tools/call", "deploy", 400},
 	} {
-		body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`
-		req, _ := http.NewRequest(http.MethodPost, e2eBase+"/mcp", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+deployer)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Method", tc.method)
-		req.Header.Set("Mcp-Name", tc.mcpName)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.status {
-			t.Fatalf("%s: %d, want %d", tc.name, resp.StatusCode, tc.status)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			before, echoes := rec.Count(), rec.Ran("echo")
+			body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`
+			resp, _ := postWith(t, e2eBase+"/mcp", deployer, body, map[string]string{"Mcp-Method": tc.method, "Mcp-Name": tc.mcpName})
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%d, want %d", resp.StatusCode, tc.status)
+			}
+			wantRuns := 0
+			if tc.status == 200 {
+				wantRuns = 1
+			}
+			reached(t, rec, before, wantRuns, tc.name)
+			if got := rec.Ran("echo") - echoes; got != wantRuns {
+				t.Fatalf("echo ran %d times, want %d", got, wantRuns)
+			}
+		})
 	}
 
 	// An oversized body is 413 and never reaches the backend.
-	before := rec.Count()
+	before = rec.Count()
 	big := `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` + strings.Repeat("a", 2<<20) + `"}}}`
 	if resp, _ := post(t, e2eBase+"/mcp", deployer, big); resp.StatusCode != http.StatusRequestEntityTooLarge || rec.Count() != before {
 		t.Fatalf("oversized body: %d, backend saw %d", resp.StatusCode, rec.Count()-before)
@@ -302,5 +326,50 @@ func TestE2ETypeScriptClient(t *testing.T) {
 	}
 	if !followed {
 		t.Fatalf("the SDK did not fetch the resource_metadata URL; it fetched %v", res.Fetched)
+	}
+}
+
+// TestE2ECORSPreflightOff: a CORS preflight (OPTIONS without a token)
+// passes to the backend by default; with `cors_preflight off` it needs a
+// token like any request, and the backend never sees it.
+func TestE2ECORSPreflightOff(t *testing.T) {
+	rec, backend := startBackend(t)
+	startCaddy(t, caddyGlobal+fmt.Sprintf(`
+http://localhost:9080 {
+	mcp_token /on* {
+		static_token dev-cors-on-token on-client mcp:read
+	}
+	mcp_token /off* {
+		static_token dev-cors-off-token off-client mcp:read
+		cors_preflight off
+	}
+	reverse_proxy %s
+}
+`, backend), "caddyfile")
+	preflight := func(path string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, e2eBase+path, nil)
+		req.Header.Set("Origin", "http://inspector.local")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+		resp, _ := send(t, req)
+		return resp
+	}
+	// cors_preflight on (the default): answered by the gateway, never
+	// passed on (issue 10 item 5).
+	before := rec.Count()
+	if resp := preflight("/on/mcp"); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("preflight with cors_preflight on (default): %d, want 204", resp.StatusCode)
+	}
+	reached(t, rec, before, 0, "the preflight with cors_preflight on")
+
+	before = rec.Count()
+	resp := preflight("/off/mcp")
+	if resp.StatusCode != http.StatusUnauthorized || challengeParam(resp.Header.Get("WWW-Authenticate"), "resource_metadata") != e2eBase+"/.well-known/oauth-protected-resource/off" {
+		t.Fatalf("preflight with cors_preflight off: %d %q, want 401 with a challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	reached(t, rec, before, 0, "the preflight with cors_preflight off")
+	// With a token, the same path serves requests.
+	if resp, body := post(t, e2eBase+"/off/mcp", "dev-cors-off-token", toolsList); resp.StatusCode != 200 || !strings.Contains(body, `"echo"`) {
+		t.Fatalf("/off with a token: %d %s", resp.StatusCode, body)
 	}
 }

@@ -38,6 +38,7 @@ func TestE2EMetrics(t *testing.T) {
 	key := devtools.MustGenerateKey("RS256")
 	srv := devtools.NewJWKSServer(key)
 	defer srv.Close()
+	rec, echo := startEcho(t)
 	startCaddy(t, caddyGlobal+fmt.Sprintf(`
 http://localhost:9080 {
 	mcp_token /mcp* {
@@ -47,9 +48,11 @@ http://localhost:9080 {
 		static_token dev-metrics-token dev mcp:read
 		rate_limit 3 1m
 	}
-	respond /mcp* "ok" 200
+	handle /mcp* {
+		%s
+	}
 }
-`, srv.JWKSURL()), "caddyfile")
+`, srv.JWKSURL(), echoProxy(echo, "ok")), "caddyfile")
 	tok := func(mod func(*devtools.TokenOptions)) string {
 		o := devtools.TokenOptions{Audience: []string{"metrics-api"}, Scopes: []string{"mcp:read"}}
 		if mod != nil {
@@ -62,6 +65,7 @@ http://localhost:9080 {
 		t.Fatalf("warm-up: %d", got)
 	}
 	base := scrape(t)
+	before := rec.Count()
 
 	send := func(token string, want int) {
 		if resp, _ := post(t, e2eBase+"/mcp", token, toolsList); resp.StatusCode != want {
@@ -80,6 +84,7 @@ http://localhost:9080 {
 	send(good, 429)                                                                                                  // 3 failures: limited
 
 	after := scrape(t)
+	reached(t, rec, before, 5, "4 JWT and 1 static accepted, 6 refused")
 	want := map[string]float64{
 		`caddy_mcp_token_requests_total{reason="accepted",verifier="jwt"}`:           4,
 		`caddy_mcp_token_requests_total{reason="accepted",verifier="static"}`:        1,

@@ -12,6 +12,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +46,9 @@ func startCaddy(t *testing.T, cfg, adapter string) *caddytest.Tester {
 	tc := caddytest.NewTester(t)
 	tc.InitServer(cfg, adapter)
 	loaded = !t.Failed()
+	if loaded {
+		caddyStarted.Store(true)
+	}
 	return tc
 }
 
@@ -161,6 +167,51 @@ func startBackend(t *testing.T) (*mcpdemo.Recorder, string) {
 	return rec, addr
 }
 
+// startEcho starts a recording backend that answers 200 with the value of
+// the X-Echo request header as its body: `reverse_proxy` to it with
+// echoProxy stands in for `respond` (same body, placeholders included), and
+// its recorder proves that a refused request never reached a backend.
+func startEcho(t *testing.T) (*mcpdemo.Recorder, string) {
+	t.Helper()
+	rec := &mcpdemo.Recorder{}
+	srv := httptest.NewServer(rec.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Header.Get("X-Echo"))
+	})))
+	t.Cleanup(srv.Close)
+	return rec, strings.TrimPrefix(srv.URL, "http://")
+}
+
+// echoProxy is the Caddyfile for proxying to the echo backend at addr,
+// which answers body (placeholders are replaced by Caddy).
+func echoProxy(addr, body string) string {
+	return fmt.Sprintf("reverse_proxy %s {\n\t\t\theader_up X-Echo %q\n\t\t}", addr, body)
+}
+
+// reached fails the test unless exactly want requests reached the backend
+// since before (a Count taken earlier), and, for a refusal (want 0), no
+// tool ran either.
+func reached(t *testing.T, rec *mcpdemo.Recorder, before, want int, what string) {
+	t.Helper()
+	if got := rec.Count() - before; got != want {
+		t.Fatalf("%s: %d requests reached the backend, want %d", what, got, want)
+	}
+}
+
+// httpClient is the e2e tests' client: every request is bounded.
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// send does req with httpClient and returns the response with its body read.
+func send(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
 func post(t *testing.T, url, token, body string) (*http.Response, string) {
 	t.Helper()
 	return postWith(t, url, token, body, nil)
@@ -180,16 +231,15 @@ func postWith(t *testing.T, url, token, body string, header map[string]string) (
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return send(t, req)
 }
 
-const toolsList = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+const (
+	toolsList = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	// echoCall runs the echo tool: a refusal test sends it so that the
+	// backend's tool record shows nothing ran.
+	echoCall = `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"refused?"}}}`
+)
 
 func TestE2EMCPClient(t *testing.T) {
 	env := newE2E(t)
@@ -265,7 +315,7 @@ func TestE2ERefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := post(t, e2eBase+"/mcp", tc.token, toolsList)
+			resp, body := post(t, e2eBase+"/mcp", tc.token, echoCall)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d (body %s)", resp.StatusCode, tc.status, body)
 			}
@@ -279,8 +329,9 @@ func TestE2ERefusals(t *testing.T) {
 			}
 		})
 	}
-	if n := env.rec.Count() - before; n != 0 {
-		t.Fatalf("%d refused requests reached the backend", n)
+	reached(t, env.rec, before, 0, "refused requests")
+	if n := env.rec.Ran(""); n != 0 {
+		t.Fatalf("refused tools/call requests ran %d tools: %+v", n, env.rec.ToolRuns())
 	}
 
 	// The SDK client itself sees the 401.
@@ -332,13 +383,73 @@ func TestE2EProviderJSON(t *testing.T) {
 	if h := rec.Last(); h.Get("X-MCP-Client") != "json-client" || h.Get("Authorization") != "" {
 		t.Fatalf("backend headers: %v", h)
 	}
-	resp, _ = post(t, e2eBase+"/mcp", "", toolsList)
+	before := rec.Count()
+	resp, _ = post(t, e2eBase+"/mcp", "", echoCall)
 	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer scope="mcp:read", resource_metadata="`+e2eBase+`/.well-known/oauth-protected-resource/mcp"` {
 		t.Fatalf("no token: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	noScope := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}})
-	resp, _ = post(t, e2eBase+"/mcp", noScope, toolsList)
+	resp, _ = post(t, e2eBase+"/mcp", noScope, echoCall)
 	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
 		t.Fatalf("missing scope through the provider: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	reached(t, rec, before, 0, "refusals by the authentication provider")
+	if rec.Ran("") != 0 {
+		t.Fatalf("a refused call ran: %+v", rec.ToolRuns())
+	}
+}
+
+// TestE2EProviderOutage: with its JWKS endpoint down, the provider inside
+// a real Caddy answers valid tokens 401 with a challenge MCP clients can
+// follow, and logs the outage once (WARN), not an ERROR line per request.
+func TestE2EProviderOutage(t *testing.T) {
+	key := devtools.MustGenerateKey("RS256")
+	jwksSrv := devtools.NewJWKSServer(key)
+	defer jwksSrv.Close()
+	jwksSrv.Fail(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusInternalServerError) })
+	rec, addr := startBackend(t)
+	logPath := filepath.Join(t.TempDir(), "provider-outage.log")
+	cfg := fmt.Sprintf(`{
+	"admin": {"listen": "localhost:2999"},
+	"logging": {"logs": {"default": {"level": "DEBUG", "writer": {"output": "file", "filename": %q}}}},
+	"apps": {"http": {"http_port": 9080, "servers": {"srv0": {
+		"listen": [":9080"],
+		"automatic_https": {"disable": true},
+		"routes": [{"handle": [
+			{"handler": "authentication", "providers": {"mcp_token": {
+				"jwks_uri": %q, "audiences": ["mcp-api"], "jwks_timeout": "500ms"}}},
+			{"handler": "reverse_proxy", "upstreams": [{"dial": %q}]}
+		]}]
+	}}}}
+}`, logPath, jwksSrv.JWKSURL(), addr)
+	startCaddy(t, cfg, "json")
+	good := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}})
+	for i := 0; i < 30; i++ {
+		resp, _ := post(t, e2eBase+"/mcp", good, toolsList)
+		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`) {
+			t.Fatalf("request %d during the outage: %d %q", i, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if rec.Count() != 0 {
+		t.Fatalf("the backend received %d requests during the outage", rec.Count())
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), good) || strings.Contains(string(data), good[:40]) {
+		t.Fatal("the token reached the log")
+	}
+	var errorLines, verifyWarns int
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, `"level":"error"`) {
+			errorLines++
+		}
+		if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, "token verification failed") {
+			verifyWarns++
+		}
+	}
+	if errorLines != 0 || verifyWarns != 1 {
+		t.Fatalf("30 requests during the outage logged %d ERROR lines and %d 'token verification failed' WARN lines; want 0 and 1", errorLines, verifyWarns)
 	}
 }

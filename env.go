@@ -117,6 +117,10 @@ func (cfg *Config) applyEnv(lookup func(string) (string, bool), production bool)
 	default:
 		return fmt.Errorf("%s: %q not supported (jwt, introspection or static)", envType, kind)
 	}
+	if kind == "" && cfg.KeyConfig.count() == 0 && len(cfg.IssuerConfigs) == 0 && cfg.Introspection == nil && len(cfg.StaticTokens) == 0 {
+		return fmt.Errorf("found none of the variables that configure a key source: set %s or %s (JWT), or %s and %s (opaque tokens), or configure the key source in the config itself",
+			envJWKSURI, envPublicKey, envIntroURL, envIntroClientID)
+	}
 	var err error
 	switch kind {
 	case "jwt":

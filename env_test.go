@@ -101,6 +101,8 @@ func TestApplyEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{envJWKSURI: "https://idp.example.com/jwks"}, true, envAudience + " is required in production"},
 		{map[string]string{envIntroURL: "http://as.example.com/i", envIntroClientID: "c"}, true, envIntroURL + ": cannot use plain http URL"},
 		{map[string]string{envType: "static"}, true, envType + "=static: static tokens are for DEVELOPMENT ONLY"},
+		{map[string]string{}, false, "found none of the variables that configure a key source: set " + envJWKSURI + " or " + envPublicKey + " (JWT), or " + envIntroURL + " and " + envIntroClientID},
+		{map[string]string{envJWTScopes: "mcp:read", envAudience: "a"}, false, "found none of the variables that configure a key source"},
 	}
 	for _, tc := range cases {
 		var cfg Config

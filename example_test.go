@@ -51,6 +51,8 @@ func TestReadmeJSONProvisions(t *testing.T) {
 	if len(blocks) < 2 {
 		t.Fatalf("found %d JSON examples in the README", len(blocks))
 	}
+	// The examples read secrets from the environment, as they should.
+	t.Setenv("INTROSPECTION_SECRET", "example-introspection-secret")
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	for i, b := range blocks {

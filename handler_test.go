@@ -8,11 +8,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -120,11 +123,11 @@ func TestProviderAuthenticate(t *testing.T) {
 		{"missing", fakeVerifier{tok: good}, "", false, false, "Bearer"},
 		{"bad token is not an error", fakeVerifier{err: verifiers.ErrBadSignature}, "Bearer t", false, false, `Bearer error="invalid_token", error_description="Token signature verification failed"`},
 		{"scope is a 401 challenge here", fakeVerifier{err: &verifiers.ScopeError{Required: []string{"a"}}}, "Bearer t", false, false, `Bearer error="insufficient_scope", error_description="Insufficient scope", scope="a"`},
-		{"technical failure is an error", fakeVerifier{err: verifiers.ErrUnavailable}, "Bearer t", false, true, ""},
+		{"technical failure is a challenged 401, not an error", fakeVerifier{err: verifiers.ErrUnavailable}, "Bearer t", false, false, "Bearer"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &Authenticator{module{core: &core{verifier: tc.v, logger: zap.NewNop(), maxBody: DefaultMaxBody}}}
+			a := &Authenticator{module: module{core: &core{verifier: tc.v, logger: zap.NewNop(), maxBody: DefaultMaxBody}}}
 			var r *http.Request
 			if tc.auth != "" {
 				r = newRequest(tc.auth)
@@ -151,6 +154,44 @@ func TestProviderAuthenticate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProviderOutageLogging: during an outage the provider writes one
+// WARN line per failure streak (not one ERROR per request), and one INFO
+// line when verification works again.
+func TestProviderOutageLogging(t *testing.T) {
+	obs, logs := observer.New(zap.DebugLevel)
+	v := &switchVerifier{err: fmt.Errorf("%w: jwks down", verifiers.ErrUnavailable)}
+	a := &Authenticator{module: module{core: &core{verifier: v, logger: zap.NewNop(), maxBody: DefaultMaxBody}},
+		outage: streak.New(zap.New(obs), "token verification", nil)}
+	for i := 0; i < 50; i++ {
+		w := httptest.NewRecorder()
+		if _, authed, err := a.Authenticate(w, newRequest("Bearer t")); authed || err != nil {
+			t.Fatalf("outage request %d: authed=%v err=%v", i, authed, err)
+		}
+		if !strings.Contains(w.Header().Get("WWW-Authenticate"), "resource_metadata=") {
+			t.Fatalf("no challenge during the outage: %q", w.Header().Get("WWW-Authenticate"))
+		}
+	}
+	v.err, v.tok = nil, &verifiers.AccessToken{ClientID: "c1"}
+	if _, authed, _ := a.Authenticate(httptest.NewRecorder(), newRequest("Bearer t")); !authed {
+		t.Fatal("not accepted after recovery")
+	}
+	warn, info := logs.FilterLevelExact(zap.WarnLevel).Len(), logs.FilterLevelExact(zap.InfoLevel).Len()
+	if warn != 1 || info != 1 || logs.FilterLevelExact(zap.ErrorLevel).Len() != 0 {
+		t.Fatalf("50 failures then a success logged %d WARN, %d INFO, %d ERROR lines; want 1, 1, 0",
+			warn, info, logs.FilterLevelExact(zap.ErrorLevel).Len())
+	}
+}
+
+// switchVerifier is a fakeVerifier whose answer a test changes.
+type switchVerifier struct {
+	tok *verifiers.AccessToken
+	err error
+}
+
+func (s *switchVerifier) Verify(context.Context, string) (*verifiers.AccessToken, error) {
+	return s.tok, s.err
 }
 
 func TestProvisionProduction(t *testing.T) {
@@ -233,18 +274,29 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 		{"introspection over http", Config{Audiences: []string{"x"}, Introspection: &IntrospectionConfig{URL: "http://as.example.com/introspect", ClientID: "c"}}, "introspection: url: cannot use plain http URL"},
 		{"introspection without audience", Config{Introspection: &IntrospectionConfig{URL: "https://as.example.com/introspect", ClientID: "c"}}, "introspection: an audience is required in production"},
 		{"static tokens", Config{StaticTokens: []StaticToken{{Token: "t", ClientID: "c"}}}, "DEVELOPMENT ONLY"},
+		{"second issuer block refused after the first took a cache", Config{IssuerConfigs: []IssuerConfig{
+			{Issuer: "https://a", Audiences: []string{"x"}, KeyConfig: KeyConfig{JWKSURI: "https://a.example.invalid/jwks"}},
+			{Issuer: "https://b", KeyConfig: KeyConfig{JWKSURI: "http://b.example.invalid/jwks"}}}}, "issuer https://b: jwks_uri: cannot use plain http URL"},
+		{"issuer block refused after the top-level JWKS took a cache", Config{Audiences: []string{"x"}, KeyConfig: KeyConfig{JWKSURI: "https://top.example.invalid/jwks"},
+			IssuerConfigs: []IssuerConfig{{Issuer: "https://c", KeyConfig: KeyConfig{JWKSURI: "http://c.example.invalid/jwks"}}}}, "issuer https://c: jwks_uri: cannot use plain http URL"},
 	}
 	t.Setenv("ENVIRONMENT", "production")
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			entries := poolEntries()
 			h := &Handler{module{Config: tc.cfg}}
 			err := h.Provision(ctx)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want %q, got %v", tc.want, err)
 			}
 			_ = h.Cleanup() // Caddy calls it after a failed Provision
-			if c, _ := pooledFor(tc.cfg.JWKSURI); c != nil {
-				t.Fatal("a refused config left a pooled cache")
+			for _, url := range jwksURLs(tc.cfg) {
+				if c, _ := pooledFor(url); c != nil {
+					t.Fatalf("a refused config left a pooled cache for %s", url)
+				}
+			}
+			if got := poolEntries(); got != entries {
+				t.Fatalf("a refused config changed the pools: %d entries before, %d after", entries, got)
 			}
 		})
 	}
@@ -262,5 +314,130 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 	if err := h.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	<-cache.Done()
+	select {
+	case <-cache.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Cleanup did not stop the JWKS cache's goroutine")
+	}
+}
+
+// jwksURLs lists every JWKS endpoint a config names, top level and in
+// issuer blocks, so a leak check looks where a cache could be.
+func jwksURLs(cfg Config) []string {
+	var urls []string
+	for _, u := range append([]string{cfg.JWKSURI}, issuerJWKSURIs(cfg)...) {
+		if u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}
+
+func issuerJWKSURIs(cfg Config) []string {
+	var urls []string
+	for _, ic := range cfg.IssuerConfigs {
+		urls = append(urls, ic.JWKSURI)
+	}
+	return urls
+}
+
+// poolEntries is the number of values held in the module's pools.
+func poolEntries() int {
+	n := 0
+	for _, pool := range []*caddy.UsagePool{jwksPool, introspectionPool, limiterPool} {
+		pool.Range(func(any, any) bool { n++; return true })
+	}
+	return n
+}
+
+// TestAudienceWarnings: the start-up warning names what enforces no
+// audience, and is silent when resource stands in for the audience.
+func TestAudienceWarnings(t *testing.T) {
+	key := KeyConfig{JWKSURI: "https://idp.example/jwks"}
+	cases := []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"audience set", Config{KeyConfig: key, Audiences: []string{"a"}}, nil},
+		{"resource enforced as the audience", Config{KeyConfig: key, ProtectedResource: ProtectedResource{Resource: "https://mcp.example/mcp"}}, nil},
+		{"nothing enforced", Config{KeyConfig: key}, []string{"JWT verification: no audience configured"}},
+		{"an issuer block without audience", Config{IssuerConfigs: []IssuerConfig{
+			{Issuer: "https://a", KeyConfig: key, Audiences: []string{"x"}},
+			{Issuer: "https://b", KeyConfig: key}}}, []string{"issuer https://b: no audience configured"}},
+		{"introspection without audience", Config{Introspection: &IntrospectionConfig{URL: "https://as/i", ClientID: "c"}}, []string{"introspection: no audience configured"}},
+		{"introspection with resource", Config{Introspection: &IntrospectionConfig{URL: "https://as/i", ClientID: "c"}, ProtectedResource: ProtectedResource{Resource: "https://mcp.example/mcp"}}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.cfg.audienceWarnings()
+			if len(got) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tc.want))
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tc.want[i]) {
+					t.Fatalf("warning %q, want prefix %q", got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestProvisionRefusesCommaScopes: JSON configs get the Caddyfile's
+// comma check at start.
+func TestProvisionRefusesCommaScopes(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{module{Config: Config{StaticTokens: []StaticToken{{Token: "t", ClientID: "c"}},
+		ToolScopes: map[string][]string{"deploy": {"deploy:write,admin"}}}}}
+	err := h.Provision(ctx)
+	defer h.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), `tool_scopes deploy: scope "deploy:write,admin" contains a comma: scopes are space-separated`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestPlaceholderErrors: a value that comes from a placeholder is named by
+// its option and placeholder text (never its value), and an empty one says
+// which variable is unset.
+func TestPlaceholderErrors(t *testing.T) {
+	t.Setenv("MCP_TEST_SHORT_SECRET", "short-secret-value")
+	t.Setenv("MCP_TEST_EMPTY", "")
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"empty env secret", Config{KeyConfig: KeyConfig{HMACSecret: "{env.MCP_TEST_UNSET_VAR}"}},
+			"hmac_secret {env.MCP_TEST_UNSET_VAR}: resolves to an empty value (the environment variable MCP_TEST_UNSET_VAR is unset or empty)"},
+		{"short env secret", Config{KeyConfig: KeyConfig{HMACSecret: "{env.MCP_TEST_SHORT_SECRET}"}},
+			"hmac_secret {env.MCP_TEST_SHORT_SECRET}: HMAC key for HS256 must be at least 32 bytes (got 18)"},
+		{"empty env public key", Config{KeyConfig: KeyConfig{PublicKey: "{env.MCP_TEST_EMPTY}"}},
+			"public_key {env.MCP_TEST_EMPTY}: resolves to an empty value (the environment variable MCP_TEST_EMPTY is unset or empty)"},
+		{"garbage public key from env", Config{KeyConfig: KeyConfig{PublicKey: "{env.MCP_TEST_SHORT_SECRET}"}},
+			"public_key {env.MCP_TEST_SHORT_SECRET}: "},
+		{"missing file", Config{KeyConfig: KeyConfig{PublicKey: "{file./nonexistent/mcp-key.pem}"}},
+			"public_key {file./nonexistent/mcp-key.pem}: resolves to an empty value (the file /nonexistent/mcp-key.pem is missing or empty)"},
+		{"empty jwks_uri", Config{KeyConfig: KeyConfig{JWKSURI: "{env.MCP_TEST_EMPTY}"}},
+			"jwks_uri {env.MCP_TEST_EMPTY}: resolves to an empty value"},
+		{"empty introspection secret", Config{Introspection: &IntrospectionConfig{URL: "https://as.example/i", ClientID: "c", ClientSecret: "{env.MCP_TEST_EMPTY}"}},
+			"client_secret {env.MCP_TEST_EMPTY}: resolves to an empty value"},
+		{"empty static token", Config{StaticTokens: []StaticToken{{Token: "{env.MCP_TEST_EMPTY}", ClientID: "c"}}},
+			"static token 1 {env.MCP_TEST_EMPTY}: resolves to an empty value"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			h := &Handler{module{Config: tc.cfg}}
+			err := h.Provision(ctx)
+			defer h.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want %q, got %v", tc.want, err)
+			}
+			if strings.Contains(err.Error(), "short-secret-value") {
+				t.Fatal("the error echoes the secret")
+			}
+		})
+	}
 }

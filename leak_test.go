@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mcptoken/caddy-mcp-token/internal/testpeers"
@@ -16,6 +17,10 @@ import (
 
 // caddyLogFile receives every log line of the e2e Caddy configs.
 var caddyLogFile = filepath.Join(os.TempDir(), fmt.Sprintf("caddy-mcp-token-e2e-%d.log", os.Getpid()))
+
+// caddyStarted is set by startCaddy once a config is loaded: from then on
+// the log file must exist.
+var caddyStarted atomic.Bool
 
 var (
 	secretsMu sync.Mutex
@@ -35,7 +40,7 @@ func remember(values ...string) {
 
 // configSecrets are the secrets written into the e2e configurations.
 var configSecrets = []string{
-	"dev-forward-token", "dev-metrics-token", testpeers.GatewaySecret, testpeers.ClientSecret,
+	"dev-forward-token", "dev-metrics-token", "dev-cors-on-token", "dev-cors-off-token", testpeers.GatewaySecret, testpeers.ClientSecret,
 }
 
 // jwsInLog matches anything shaped like a compact JWS.
@@ -55,9 +60,21 @@ func TestMain(m *testing.M) {
 }
 
 func checkLogs() error {
-	f, err := os.Open(caddyLogFile)
+	fullRun := flag.Lookup("test.run") == nil || flag.Lookup("test.run").Value.String() == ""
+	return checkLogFile(caddyLogFile, caddyStarted.Load(), fullRun && !testing.Short())
+}
+
+// checkLogFile scans path for tokens and secrets. started says Caddy ran
+// (so the log must exist and hold lines); full says every e2e test ran (so
+// rejections and debug lines must be there too).
+func checkLogFile(path string, started, full bool) error {
+	f, err := os.Open(path)
 	if os.IsNotExist(err) {
-		return nil // no e2e test ran
+		// Only a run in which no e2e test started Caddy may have no log.
+		if started || full {
+			return fmt.Errorf("the Caddy log file %s is missing (Caddy started: %v): the scan would have checked nothing", path, started)
+		}
+		return nil
 	}
 	if err != nil {
 		return err
@@ -93,11 +110,56 @@ func checkLogs() error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	fullRun := flag.Lookup("test.run") == nil || flag.Lookup("test.run").Value.String() == ""
-	if fullRun && (rejections == 0 || debug == 0) {
+	if (started && lines == 0) || (full && (rejections == 0 || debug == 0)) {
 		return fmt.Errorf("the log has %d lines, %d at debug, %d rejections: logging was not captured", lines, debug, rejections)
+	}
+	if path != caddyLogFile {
+		return nil
 	}
 	fmt.Printf("log leak check: %d log lines (%d debug, %d rejections) scanned for %d tokens and secrets: none found\n",
 		lines, debug, rejections, len(secrets))
 	return nil
+}
+
+// TestLogLeakCheckFailsLoudly: the end-of-run scan cannot pass by finding
+// nothing to scan, and it catches what it looks for.
+func TestLogLeakCheckFailsLoudly(t *testing.T) {
+	dir := t.TempDir()
+	const secret = "leak-check-test-secret-5b1e"
+	remember(secret)
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	debugLine := `{"level":"debug","msg":"bearer token rejected","reason":"bad_signature","token_hash":"ab12"}` + "\n"
+	cases := []struct {
+		name          string
+		path          string
+		started, full bool
+		want          string // "" means no error
+	}{
+		{"missing file after Caddy ran", filepath.Join(dir, "missing.log"), true, false, "is missing"},
+		{"missing file in a full run", filepath.Join(dir, "missing.log"), false, true, "is missing"},
+		{"missing file, no e2e test ran", filepath.Join(dir, "missing.log"), false, false, ""},
+		{"empty file after Caddy ran", write("empty.log", ""), true, false, "logging was not captured"},
+		{"full run without rejections", write("info.log", `{"level":"debug","msg":"x"}`+"\n"), true, true, "logging was not captured"},
+		{"a remembered secret", write("secret.log", debugLine+`{"level":"info","msg":"x `+secret+`"}`+"\n"), true, true, "a token or secret"},
+		{"a JWS-shaped string", write("jws.log", debugLine+`{"level":"info","msg":"eyJhbGciOi.eyJzdWIiOi.sig"}`+"\n"), true, true, "JWS-shaped"},
+		{"a rejection without a token hash", write("nohash.log", `{"level":"debug","msg":"bearer token rejected","reason":"expired"}`+"\n"), true, true, "without a token hash"},
+		{"a clean log", write("clean.log", debugLine), true, true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkLogFile(tc.path, tc.started, tc.full)
+			if tc.want == "" && err != nil {
+				t.Fatalf("want no error, got %v", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("want an error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
 }

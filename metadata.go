@@ -279,7 +279,7 @@ func (p *ProtectedResource) parseOption(d *caddyfile.Dispenser, sub string) (boo
 	case "authorization_servers":
 		p.AuthorizationServers, err = appendArgs(d, p.AuthorizationServers)
 	case "scopes_supported":
-		p.ScopesSupported, err = appendArgs(d, p.ScopesSupported)
+		p.ScopesSupported, err = appendScopes(d, p.ScopesSupported)
 	case "resource_name":
 		p.ResourceName, err = singleArg(d)
 	case "resource_documentation":

@@ -92,14 +92,25 @@ func (g guards) jwksClient(timeout time.Duration) *http.Client {
 	if !g.production {
 		return nil
 	}
-	cl := remote.NewClient(cmp.Or(timeout, jwks.DefaultTimeout))
-	cl.Transport = guardedTransport{next: http.DefaultTransport}
+	cl := remote.NewClient(cmp.Or(timeout, jwks.DefaultTimeout), jwks.MaxConns)
+	cl.Transport = guardedTransport{next: guardedNext(cl.Transport)}
 	return cl
 }
+
+// guardedNext is the transport a guarded client sends through (tests
+// replace it).
+var guardedNext = func(t http.RoundTripper) http.RoundTripper { return t }
 
 // guardedTransport refuses requests to URLs that the production endpoint
 // rule refuses.
 type guardedTransport struct{ next http.RoundTripper }
+
+// CloseIdleConnections lets the JWKS cache release the connections.
+func (t guardedTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
 
 func (t guardedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err := verifiers.CheckURL(r.URL.String(), true); err != nil {

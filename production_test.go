@@ -15,8 +15,8 @@ import (
 )
 
 // fakeIdP answers discovery with a chosen jwks_uri and records every URL
-// requested; it stands in for http.DefaultTransport, so no test traffic
-// leaves the process.
+// requested; it stands in for the guarded client's transport, so no test
+// traffic leaves the process.
 type fakeIdP struct {
 	issuer, jwksURI string
 	mu              sync.Mutex
@@ -64,9 +64,9 @@ func TestProductionDiscoveredJWKSURI(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			idp := &fakeIdP{issuer: issuer, jwksURI: tc.jwksURI}
-			saved := http.DefaultTransport
-			http.DefaultTransport = idp
-			defer func() { http.DefaultTransport = saved }()
+			saved := guardedNext
+			guardedNext = func(http.RoundTripper) http.RoundTripper { return idp }
+			defer func() { guardedNext = saved }()
 			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 			defer cancel()
 			h := &Handler{module{Config: Config{Production: true, Issuers: []string{issuer},

@@ -1,13 +1,13 @@
 package mcptoken
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
+	"go.uber.org/zap"
 )
 
 func init() {
@@ -17,10 +17,15 @@ func init() {
 // Authenticator is the `mcp_token` authentication provider for Caddy's
 // `authentication` handler. Caddy's handler can only answer 401, so a
 // missing scope is a 401 with error="insufficient_scope", and a technical
-// failure (key source down) is a 401 too, logged by Caddy at error level;
-// use the `mcp_token` handler for 403 and 503 answers.
+// failure (key source down) is a 401 too, with the same challenge (so MCP
+// clients can still discover the authorization server) and one WARN line
+// per failure streak; use the `mcp_token` handler for 403 and 503 answers.
+// Unlike Caddy's contract, technical failures are not returned as errors:
+// Caddy logs each returned error at ERROR, one line per request for the
+// length of an outage.
 type Authenticator struct {
 	module
+	outage *streak.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -37,15 +42,26 @@ func (Authenticator) CaddyModule() caddy.ModuleInfo {
 func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauth.User, bool, error) {
 	out := a.core.authenticate(r, false)
 	a.core.metrics.observe(out)
-	err := out.err
-	if err == nil {
+	if out.err == nil {
+		if out.took > 0 { // a verifier ran (not a cache hit)
+			a.outage.Success()
+		}
 		return caddyauth.User{ID: out.accepted.Token.ClientID, Metadata: out.accepted.Extra.(*userVars).meta}, true, nil
 	}
-	if errors.Is(err, verifiers.ErrUnavailable) || verifiers.Classify(err).Status == http.StatusServiceUnavailable {
-		return caddyauth.User{}, false, fmt.Errorf("mcp_token: %w", err)
+	if verifiers.Classify(out.err).Status == http.StatusServiceUnavailable {
+		// Technical failure: logged once per streak here, not returned —
+		// Caddy would log every returned error at ERROR, one line per
+		// request for the length of an outage.
+		a.outage.Failure(out.err, zap.String("answer", "401 (the caddyauth provider cannot answer 503; the mcp_token handler does)"))
 	}
-	w.Header().Set("WWW-Authenticate", a.core.challenge(r, err))
+	w.Header().Set("WWW-Authenticate", a.core.challenge(r, out.err))
 	return caddyauth.User{}, false, nil
+}
+
+// Provision builds the verifiers and the outage logger.
+func (a *Authenticator) Provision(ctx caddy.Context) error {
+	a.outage = streak.New(ctx.Logger(), "token verification", nil)
+	return a.module.Provision(ctx)
 }
 
 // Interface guards

@@ -5,7 +5,6 @@ package devtools
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -15,10 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
 // KeyPair is a signing key and its public half, for one algorithm.
@@ -33,50 +36,61 @@ type KeyPair struct {
 	Public any
 }
 
-// GenerateKey makes a new key pair for alg. bits is the RSA modulus size
-// (0 means 2048) and is ignored for other algorithms; HMAC secrets get the
-// algorithm's minimum length. An empty kid is derived from the public key.
+// Algorithms are the algorithms GenerateKey makes keys for: the ones
+// mcp_token verifies.
+var Algorithms = strings.Fields(verifiers.AlgorithmNames)
+
+// RSABits are the RSA modulus sizes GenerateKey makes: at least
+// verifiers.MinRSABits, which is what mcp_token accepts.
+var RSABits = []int{2048, 3072, 4096}
+
+// GenerateKey makes a new key pair for alg, one of Algorithms. bits is the
+// RSA modulus size, one of RSABits (0 means 2048), and must be 0 for other
+// algorithms; HMAC secrets get the algorithm's minimum length. An empty
+// kid is derived from the public key.
 func GenerateKey(alg string, bits int, kid string) (*KeyPair, error) {
-	kp := &KeyPair{Alg: alg, Kid: kid}
-	var err error
+	a, err := verifiers.LookupAlgorithm(alg)
+	if err != nil {
+		return nil, err
+	}
+	rsaFamily := a.Family == verifiers.FamilyRSA || a.Family == verifiers.FamilyRSAPSS
 	switch {
-	case strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS"):
-		if bits == 0 {
-			bits = 2048
-		}
+	case rsaFamily && bits == 0:
+		bits = 2048
+	case rsaFamily && !slices.Contains(RSABits, bits):
+		return nil, fmt.Errorf("RSA key size %d bits is not offered: use %s (mcp_token refuses RSA keys under %d bits)",
+			bits, joinInts(RSABits), verifiers.MinRSABits)
+	case !rsaFamily && bits != 0:
+		return nil, fmt.Errorf("a key size applies to RSA algorithms only; %s keys have a fixed size", alg)
+	}
+	kp := &KeyPair{Alg: alg, Kid: kid}
+	switch a.Family {
+	case verifiers.FamilyRSA, verifiers.FamilyRSAPSS:
 		var k *rsa.PrivateKey
 		if k, err = rsa.GenerateKey(rand.Reader, bits); err == nil {
 			kp.Private, kp.Public = k, &k.PublicKey
 		}
-	case strings.HasPrefix(alg, "ES"):
-		curve := map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": elliptic.P384(), "ES512": elliptic.P521()}[alg]
-		if curve == nil {
-			return nil, fmt.Errorf("unsupported algorithm %q", alg)
-		}
+	case verifiers.FamilyECDSA:
 		var k *ecdsa.PrivateKey
-		if k, err = ecdsa.GenerateKey(curve, rand.Reader); err == nil {
+		if k, err = ecdsa.GenerateKey(a.Curve, rand.Reader); err == nil {
 			kp.Private, kp.Public = k, &k.PublicKey
 		}
-	case alg == "EdDSA":
+	case verifiers.FamilyEdDSA:
 		var pub ed25519.PublicKey
 		var priv ed25519.PrivateKey
 		if pub, priv, err = ed25519.GenerateKey(rand.Reader); err == nil {
 			kp.Private, kp.Public = priv, pub
 		}
-	case strings.HasPrefix(alg, "HS"):
-		n := map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}[alg]
-		if n == 0 {
-			return nil, fmt.Errorf("unsupported algorithm %q", alg)
-		}
-		// A printable secret (base64url of n random bytes), so the same
-		// text works in hmac_secret and in a key file.
-		raw := make([]byte, n)
+	case verifiers.FamilyHMAC:
+		// A printable secret (base64url of MinSecret random bytes), so the
+		// same text works in hmac_secret and in a key file.
+		raw := make([]byte, a.MinSecret)
 		if _, err = rand.Read(raw); err == nil {
 			secret := []byte(base64.RawURLEncoding.EncodeToString(raw))
 			kp.Private, kp.Public = secret, secret
 		}
 	default:
-		return nil, fmt.Errorf("unsupported algorithm %q (use RS256, PS256, ES256, ES384, ES512, EdDSA or HS256)", alg)
+		return nil, fmt.Errorf("unsupported algorithm %q (supported: %s)", alg, verifiers.AlgorithmNames)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("generating %s key: %w", alg, err)
@@ -85,6 +99,14 @@ func GenerateKey(alg string, bits int, kid string) (*KeyPair, error) {
 		kp.Kid = kp.thumbprint()
 	}
 	return kp, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }
 
 // MustGenerateKey is GenerateKey for tests and examples; it panics on error.

@@ -12,13 +12,54 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
 // ParseSigningKey reads a signing key file as written by keygen: a PEM
 // private key (PKCS#8, PKCS#1 RSA or SEC 1 EC), or else an HMAC secret (the
 // file's text, one trailing newline removed). alg, when empty, follows the
 // key: RS256 for RSA, ES256/384/512 by curve, EdDSA, HS256 for a secret.
+// A key that cannot sign alg (another type or curve, a short RSA modulus
+// or secret) is refused with a message naming what would fit.
 func ParseSigningKey(data []byte, alg string) (*KeyPair, error) {
+	kp, err := parseSigningKey(data, alg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFit(kp); err != nil {
+		return nil, err
+	}
+	return kp, nil
+}
+
+// checkFit refuses a key that cannot sign kp.Alg.
+func checkFit(kp *KeyPair) error {
+	a, err := verifiers.LookupAlgorithm(kp.Alg)
+	if err != nil {
+		return err
+	}
+	if secret, ok := kp.Public.([]byte); ok {
+		return verifiers.CheckHMACSecret(a, secret)
+	}
+	if a.CheckKey(kp.Public) == nil {
+		return nil
+	}
+	kind := verifiers.KeyType(kp.Public)
+	if rk, ok := kp.Public.(*rsa.PublicKey); ok && rk.N.BitLen() < verifiers.MinRSABits &&
+		(a.Family == verifiers.FamilyRSA || a.Family == verifiers.FamilyRSAPSS) {
+		return fmt.Errorf("the key is %s: mcp_token refuses RSA keys under %d bits; make one with: caddy mcp-token keygen --alg %s",
+			kind, verifiers.MinRSABits, kp.Alg)
+	}
+	fits := verifiers.AlgorithmsForKey(kp.Public)
+	if _, isRSA := kp.Public.(*rsa.PublicKey); isRSA {
+		fits = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+	}
+	return fmt.Errorf("the key is %s, which cannot sign %s; use %s, or a key made with: caddy mcp-token keygen --alg %s",
+		kind, kp.Alg, strings.Join(fits, ", "), kp.Alg)
+}
+
+func parseSigningKey(data []byte, alg string) (*KeyPair, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
 		secret := bytes.TrimSuffix(bytes.TrimSuffix(data, []byte("\n")), []byte("\r"))

@@ -4,22 +4,19 @@
 package introspection
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mcptoken/caddy-mcp-token/internal/remote"
 	"github.com/mcptoken/caddy-mcp-token/internal/streak"
@@ -34,6 +31,7 @@ const (
 	DefaultNegativeCacheTTL = 5 * time.Second
 	DefaultCacheSize        = 10000
 	DefaultMaxBytes         = 1 << 20
+	DefaultMaxInFlight      = 64
 )
 
 // Client authentication methods (RFC 6749 §2.3.1).
@@ -65,8 +63,15 @@ type Options struct {
 	CacheSize int
 	// MaxBytes caps a response body. Default 1 MiB.
 	MaxBytes int64
+	// MaxInFlight bounds the calls outstanding to the endpoint at a time
+	// (concurrent requests for one token share a call). A request that
+	// needs a call beyond the bound fails at once with ErrUnavailable (503);
+	// nothing queues. The connection pool holds as many connections.
+	// Default 64.
+	MaxInFlight int
 	// Client is the HTTP client. Default: our own, with Timeout, not
-	// following redirects.
+	// following redirects, on a transport of its own holding at most
+	// MaxInFlight connections (and keeping as many idle for reuse).
 	Client *http.Client
 	// Logger receives endpoint trouble, once per failure streak.
 	Logger *zap.Logger
@@ -92,9 +97,11 @@ type Rules struct {
 
 // Stats counts a client's work.
 type Stats struct {
-	Calls     int64 // introspection requests sent
-	CacheHits int64 // verifications answered from the cache
-	Failures  int64 // calls that ended in a technical failure
+	Calls     int64 `json:"calls"`      // introspection requests sent
+	CacheHits int64 `json:"cache_hits"` // verifications answered from the cache
+	Failures  int64 `json:"failures"`   // calls that ended in a technical failure
+	Rejected  int64 `json:"rejected"`   // requests refused at once: MaxInFlight calls outstanding
+	Abandoned int64 `json:"abandoned"`  // calls cancelled because every request waiting for them went away
 }
 
 // entry is a cached introspection result: the token's identity, or
@@ -109,12 +116,16 @@ type entry struct {
 // safe for concurrent use and can be shared by several Verifiers (routes,
 // config generations) with different Rules.
 type Client struct {
-	opts   Options
-	cache  *lru.Cache[[sha256.Size]byte, entry]
-	flight singleflight.Group
-	streak *streak.Logger
+	opts    Options
+	display string // the URL, redacted for errors, logs and Status
+	cache   *lru.Cache[[sha256.Size]byte, entry]
+	streak  *streak.Logger
 
-	calls, hits, failures atomic.Int64
+	mu       sync.Mutex
+	flights  map[[sha256.Size]byte]*call // shared calls still accepting waiters
+	inFlight int                         // calls outstanding, abandoned ones included
+
+	calls, hits, failures, rejected, abandoned atomic.Int64
 }
 
 // Verifier is a verifiers.Verifier for opaque tokens: a Client's answers
@@ -161,8 +172,14 @@ func New(opts Options) (*Client, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
+	if opts.MaxInFlight < 0 {
+		return nil, errors.New("max in-flight calls must not be negative")
+	}
+	if opts.MaxInFlight == 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
 	if opts.Client == nil {
-		opts.Client = remote.NewClient(opts.Timeout)
+		opts.Client = remote.NewClient(opts.Timeout, opts.MaxInFlight)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -171,7 +188,8 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{opts: opts, cache: cache, streak: streak.New(opts.Logger, "token introspection")}, nil
+	return &Client{opts: opts, display: remote.Redact(opts.URL), cache: cache, flights: map[[sha256.Size]byte]*call{},
+		streak: streak.New(opts.Logger, "token introspection", opts.Now)}, nil
 }
 
 // Verifier returns a verifier applying r to this client's answers.
@@ -184,8 +202,14 @@ func (c *Client) Verifier(r Rules) (*Verifier, error) {
 
 // Stats returns the counters.
 func (c *Client) Stats() Stats {
-	return Stats{Calls: c.calls.Load(), CacheHits: c.hits.Load(), Failures: c.failures.Load()}
+	return Stats{Calls: c.calls.Load(), CacheHits: c.hits.Load(), Failures: c.failures.Load(),
+		Rejected: c.rejected.Load(), Abandoned: c.abandoned.Load()}
 }
+
+// Close closes the idle connections of the client's own transport; calls
+// still outstanding end by their timeout. A closed client still works (it
+// dials again), so Close is safe in a pool's destructor.
+func (c *Client) Close() { c.opts.Client.CloseIdleConnections() }
 
 // CacheLen is the number of cached results.
 func (c *Client) CacheLen() int { return c.cache.Len() }
@@ -199,44 +223,6 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*verifiers.AccessT
 		return nil, err
 	}
 	return v.decide(e)
-}
-
-// lookup returns the (possibly cached) introspection result for token.
-func (c *Client) lookup(ctx context.Context, token string) (entry, error) {
-	if len(token) > verifiers.MaxTokenSize {
-		return entry{}, fmt.Errorf("%w: token longer than %d bytes", verifiers.ErrMalformed, verifiers.MaxTokenSize)
-	}
-	key := sha256.Sum256([]byte(token))
-	if e, ok := c.cache.Get(key); ok && c.opts.Now().Before(e.expires) {
-		c.hits.Add(1)
-		return e, nil
-	}
-	ch := c.flight.DoChan(string(key[:]), func() (any, error) {
-		// Detached from the request: callers sharing this call must not be
-		// failed by one of them going away. Bounded by the timeout.
-		cctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
-		defer cancel()
-		e, err := c.introspect(cctx, token)
-		if err != nil {
-			c.failures.Add(1)
-			c.streak.Failure(err, zap.String("endpoint", c.opts.URL))
-			return entry{}, err
-		}
-		c.streak.Success(zap.String("endpoint", c.opts.URL))
-		if !c.opts.NoCache {
-			c.cache.Add(key, e)
-		}
-		return e, nil
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return entry{}, r.Err
-		}
-		return r.Val.(entry), nil
-	case <-ctx.Done():
-		return entry{}, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, ctx.Err())
-	}
 }
 
 // decide applies the verifier's rules to an introspection result, fresh
@@ -276,60 +262,6 @@ func checkValue(present, matches, configured, required bool) error {
 		return errors.New("is not accepted")
 	}
 	return nil
-}
-
-// introspect calls the endpoint. Any answer that is not a 2xx JSON object
-// with a boolean "active" is a technical failure (ErrUnavailable).
-func (c *Client) introspect(ctx context.Context, token string) (entry, error) {
-	c.calls.Add(1)
-	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
-	if c.opts.AuthMethod == AuthPost {
-		form.Set("client_id", c.opts.ClientID)
-		form.Set("client_secret", c.opts.ClientSecret)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.opts.URL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return entry{}, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if c.opts.AuthMethod == AuthBasic {
-		// RFC 6749 §2.3.1: form-encode the id and secret, then Basic.
-		req.SetBasicAuth(url.QueryEscape(c.opts.ClientID), url.QueryEscape(c.opts.ClientSecret))
-	}
-	resp, err := c.opts.Client.Do(req)
-	if err != nil {
-		return entry{}, fmt.Errorf("%w: calling %s: %v", verifiers.ErrUnavailable, c.opts.URL, errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		remote.Drain(resp)
-		return entry{}, fmt.Errorf("%w: %s answered status %d", verifiers.ErrUnavailable, c.opts.URL, resp.StatusCode)
-	}
-	body, err := remote.ReadBody(resp, c.opts.MaxBytes)
-	if err != nil {
-		return entry{}, fmt.Errorf("%w: %v", verifiers.ErrUnavailable, err)
-	}
-	var claims map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&claims); err != nil || claims == nil {
-		return entry{}, fmt.Errorf("%w: the answer is not a JSON object", verifiers.ErrUnavailable)
-	}
-	active, ok := claims["active"].(bool)
-	if !ok {
-		return entry{}, fmt.Errorf("%w: the answer has no boolean \"active\"", verifiers.ErrUnavailable)
-	}
-	now := c.opts.Now()
-	if !active {
-		return entry{active: false, expires: now.Add(c.opts.NegativeCacheTTL)}, nil
-	}
-	tok := verifiers.FromClaims(claims)
-	expires := now.Add(c.opts.CacheTTL)
-	if !tok.ExpiresAt.IsZero() && tok.ExpiresAt.Before(expires) {
-		expires = tok.ExpiresAt
-	}
-	return entry{tok: tok, active: true, expires: expires}, nil
 }
 
 // Interface guard

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
@@ -215,7 +216,6 @@ func TestIntrospectionCache(t *testing.T) {
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 
 	e := newEndpoint(t, func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(50 * time.Millisecond) // keep concurrent callers overlapping
 		if strings.HasPrefix(r.PostForm.Get("token"), "bad") {
 			answer(map[string]any{"active": false})(w, r)
 			return
@@ -229,26 +229,13 @@ func TestIntrospectionCache(t *testing.T) {
 		r.ClockSkew = 0
 	})
 
-	// 100 concurrent requests with one new token: exactly one call.
-	var wg sync.WaitGroup
-	errs := make(chan error, 100)
-	for i := 0; i < 100; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := v.Verify(context.Background(), "good-1")
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	// A new token: one call (concurrent callers: see
+	// TestIntrospectionConcurrentCallersShareOneCall).
+	if _, err := v.Verify(context.Background(), "good-1"); err != nil {
+		t.Fatal(err)
 	}
 	if got := e.calls.Load(); got != 1 {
-		t.Fatalf("100 concurrent requests made %d calls", got)
+		t.Fatalf("a new token made %d calls", got)
 	}
 	// Cached until the TTL: no new call.
 	advance(59 * time.Second)
@@ -340,4 +327,68 @@ func TestNewRefusals(t *testing.T) {
 			t.Errorf("%+v: want %q, got %v", tc.opts, tc.want, err)
 		}
 	}
+}
+
+// gatedTransport answers introspection requests in-process with handler,
+// each only once release is closed, counting them.
+type gatedTransport struct {
+	calls   atomic.Int64
+	release chan struct{}
+	handler http.HandlerFunc
+}
+
+func (g *gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	g.calls.Add(1)
+	select {
+	case <-g.release:
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	w := httptest.NewRecorder()
+	g.handler(w, r)
+	return w.Result(), nil
+}
+
+// TestIntrospectionConcurrentCallersShareOneCall: callers that miss the
+// cache while a call for their token is in flight wait for it instead of
+// making their own. In a synctest bubble, synctest.Wait returns only once
+// all 100 callers are blocked (one in the call, the rest waiting for it),
+// so the count does not depend on how the goroutines were scheduled.
+func TestIntrospectionConcurrentCallersShareOneCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &gatedTransport{release: make(chan struct{}), handler: answer(activeAnswer(nil))}
+		v := newVerifier(t, "https://as.example/introspect", func(o *Options, _ *Rules) {
+			o.Client = &http.Client{Transport: tr}
+		})
+		const callers = 100
+		var wg sync.WaitGroup
+		errs := make(chan error, callers)
+		for i := 0; i < callers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := v.Verify(context.Background(), "good-1")
+				errs <- err
+			}()
+		}
+		synctest.Wait()
+		if got := tr.calls.Load(); got != 1 {
+			t.Fatalf("%d concurrent callers of one new token, all blocked: %d calls in flight, want 1", callers, got)
+		}
+		close(tr.release)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("a caller sharing the call: %v", err)
+			}
+		}
+		if s := v.Stats(); s.Calls != 1 || s.CacheHits != 0 || tr.calls.Load() != 1 {
+			t.Fatalf("after the shared call: stats %+v, %d calls", s, tr.calls.Load())
+		}
+		// The shared answer is cached: the next caller makes no call.
+		if _, err := v.Verify(context.Background(), "good-1"); err != nil || tr.calls.Load() != 1 || v.Stats().CacheHits != 1 {
+			t.Fatalf("after the shared call: %v, %d calls, stats %+v", err, tr.calls.Load(), v.Stats())
+		}
+	})
 }

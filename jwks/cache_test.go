@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,6 +121,18 @@ func TestCacheBackgroundRefresh(t *testing.T) {
 	}
 }
 
+// waitWithin waits for wg, failing the test (not hanging it) after d.
+func waitWithin(t *testing.T, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not finish within %s", what, d)
+	}
+}
+
 // hang blocks until the client gives up.
 func hang(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
 
@@ -159,13 +172,15 @@ func TestCacheOutageAfterStart(t *testing.T) {
 				}
 			}
 			// An unknown kid refetches (throttle is 1ns here); the failing
-			// fetch is bounded by the timeout and the kid stays unknown.
+			// fetch is bounded by the timeout, and the answer is "unavailable"
+			// (503, not counted by the limiter), never "unknown key" (401):
+			// the kid may be a rotated-in key the endpoint cannot give now.
 			start := time.Now()
 			_, err := v.Verify(ctx, mint(newKey(t, "RS256", "new")))
 			if elapsed := time.Since(start); elapsed > timeout+2*time.Second {
 				t.Fatalf("an unknown kid waited %s on a %s timeout", elapsed, timeout)
 			}
-			if !errors.Is(err, verifiers.ErrUnknownKey) {
+			if !errors.Is(err, verifiers.ErrUnavailable) || errors.Is(err, verifiers.ErrUnknownKey) || verifiers.Classify(err).Status != 503 {
 				t.Fatalf("unknown kid during outage: %v", err)
 			}
 			if _, err := v.Verify(ctx, mint(k1)); err != nil {
@@ -233,7 +248,7 @@ func TestCacheUnknownKidFlood(t *testing.T) {
 			}
 		}(w)
 	}
-	wg.Wait()
+	waitWithin(t, &wg, 30*time.Second, "the 1000 verifications of the flood")
 	close(errs)
 	for err := range errs {
 		if !errors.Is(err, verifiers.ErrUnknownKey) || verifiers.Classify(err).Status != 401 {
@@ -384,4 +399,123 @@ func TestCheckURLProduction(t *testing.T) {
 			t.Errorf("%s (production=%v): %v", tc.url, tc.production, err)
 		}
 	}
+}
+
+// TestCacheDiscoveryRFC8414: discovery tries RFC 8414 authorization
+// server metadata first (the well-known suffix inserted before the
+// issuer's path), then OpenID Connect Discovery (suffix appended), and
+// uses the jwks_uri of the first that names the issuer exactly.
+func TestCacheDiscoveryRFC8414(t *testing.T) {
+	k1 := newKey(t, "RS256", "k1")
+	keys := devtools.NewJWKSServer(k1)
+	defer keys.Close()
+	cases := []struct {
+		name       string
+		issuerPath string
+		serveAt    string   // the one metadata path that answers
+		wantTried  []string // metadata paths requested, in order
+	}{
+		{"RFC 8414, issuer without a path", "", "/.well-known/oauth-authorization-server",
+			[]string{"/.well-known/oauth-authorization-server"}},
+		{"RFC 8414, issuer with a path: suffix before the path", "/tenant1", "/.well-known/oauth-authorization-server/tenant1",
+			[]string{"/.well-known/oauth-authorization-server/tenant1"}},
+		{"OpenID Connect after RFC 8414 fails, issuer with a path", "/tenant1", "/tenant1/.well-known/openid-configuration",
+			[]string{"/.well-known/oauth-authorization-server/tenant1", "/tenant1/.well-known/openid-configuration"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var tried []string
+			as := devtools.NewJWKSServer()
+			defer as.Close()
+			issuer := as.URL + tc.issuerPath
+			as.Fail(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				tried = append(tried, r.URL.Path)
+				mu.Unlock()
+				if r.URL.Path != tc.serveAt {
+					http.NotFound(w, r)
+					return
+				}
+				fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, issuer, keys.JWKSURL())
+			})
+			c, err := New(Options{Issuer: issuer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Refresh(context.Background()); err != nil {
+				t.Fatalf("discovery: %v", err)
+			}
+			v, _ := verifiers.NewJWT(verifiers.JWTConfig{Keys: c})
+			if _, err := v.Verify(context.Background(), mint(k1)); err != nil {
+				t.Fatalf("a token signed with the discovered key set: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// A background refresh may fetch too: compare the distinct paths,
+			// in the order first requested.
+			if got := dedupe(tried); strings.Join(got, " ") != strings.Join(tc.wantTried, " ") {
+				t.Fatalf("metadata requests %v, want %v", tried, tc.wantTried)
+			}
+		})
+	}
+}
+
+// TestCacheDoesNotFollowRedirects: a redirect from the JWKS endpoint or
+// from the issuer's metadata is a failed fetch; its target is never
+// requested, so a compromised or misconfigured endpoint cannot send the
+// gateway to keys elsewhere.
+func TestCacheDoesNotFollowRedirects(t *testing.T) {
+	k1 := newKey(t, "RS256", "k1")
+	target := devtools.NewJWKSServer(k1)
+	defer target.Close()
+	redirectTo := func(url string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, url, http.StatusFound) }
+	}
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(fmt.Sprintf("jwks_uri answers %d", status), func(t *testing.T) {
+			src := devtools.NewJWKSServer()
+			defer src.Close()
+			src.Fail(func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, target.JWKSURL(), status) })
+			before := target.Hits()
+			c, err := New(Options{URL: src.JWKSURL()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Refresh(context.Background()); err == nil || !strings.Contains(err.Error(), fmt.Sprint(status)) {
+				t.Fatalf("redirected JWKS fetch: %v, want a failure naming status %d", err, status)
+			}
+			if c.Ready() {
+				t.Fatal("the cache has keys from a redirect")
+			}
+			if n := target.Hits() - before; n != 0 {
+				t.Fatalf("the redirect target was fetched %d times", n)
+			}
+		})
+	}
+	t.Run("discovery metadata redirects", func(t *testing.T) {
+		meta := devtools.NewJWKSServer()
+		defer meta.Close()
+		var metaHits atomic.Int64
+		other := devtools.NewJWKSServer()
+		defer other.Close()
+		other.Fail(func(w http.ResponseWriter, r *http.Request) {
+			metaHits.Add(1)
+			fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, meta.URL, target.JWKSURL())
+		})
+		meta.Fail(redirectTo(other.URL + "/.well-known/openid-configuration"))
+		c, err := New(Options{Issuer: meta.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Refresh(context.Background()); err == nil {
+			t.Fatal("discovery followed a redirect")
+		}
+		if metaHits.Load() != 0 {
+			t.Fatalf("the redirect target's metadata was fetched %d times", metaHits.Load())
+		}
+	})
 }

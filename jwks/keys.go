@@ -202,6 +202,28 @@ func (s *Set) Len() int { return len(s.keys) }
 // used; its JWK alg, when present, must equal the token's. Without a kid,
 // the token is accepted only when exactly one key fits the algorithm.
 func (s *Set) Key(_ context.Context, alg *verifiers.Algorithm, kid string) (any, error) {
+	found := s.find(alg, kid)
+	if len(found) != 1 {
+		if kid == "" && len(found) > 1 {
+			return nil, fmt.Errorf("%w: token has no kid and %d keys fit %s", verifiers.ErrUnknownKey, len(found), alg.Name)
+		}
+		return nil, fmt.Errorf("%w: no key with kid %q for %s", verifiers.ErrUnknownKey, kid, alg.Name)
+	}
+	return found[0].Public, nil
+}
+
+// CurrentKey returns the key Key would return for (alg, kid); false when
+// Key would fail.
+func (s *Set) CurrentKey(alg *verifiers.Algorithm, kid string) (any, bool) {
+	found := s.find(alg, kid)
+	if len(found) != 1 {
+		return nil, false
+	}
+	return found[0].Public, true
+}
+
+// find returns the keys that fit (alg, kid) by the rules of Key.
+func (s *Set) find(alg *verifiers.Algorithm, kid string) []Key {
 	var found []Key
 	for _, k := range s.keys {
 		if kid != "" && k.Kid != kid {
@@ -215,13 +237,18 @@ func (s *Set) Key(_ context.Context, alg *verifiers.Algorithm, kid string) (any,
 		}
 		found = append(found, k)
 	}
-	if len(found) != 1 {
-		if kid == "" && len(found) > 1 {
-			return nil, fmt.Errorf("%w: token has no kid and %d keys fit %s", verifiers.ErrUnknownKey, len(found), alg.Name)
+	return found
+}
+
+// Kids lists the set's non-empty key ids, in document order.
+func (s *Set) Kids() []string {
+	kids := make([]string, 0, len(s.keys))
+	for _, k := range s.keys {
+		if k.Kid != "" {
+			kids = append(kids, k.Kid)
 		}
-		return nil, fmt.Errorf("%w: no key with kid %q for %s", verifiers.ErrUnknownKey, kid, alg.Name)
 	}
-	return found[0].Public, nil
+	return kids
 }
 
 // rocaPrimes are the small primes of the ROCA fingerprint test: a modulus

@@ -42,7 +42,7 @@ func (b *ByIssuer) Verify(ctx context.Context, token string) (*AccessToken, erro
 	}
 	v, ok := b.byIss[iss]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q is not a configured issuer", ErrBadIssuer, iss)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownIssuer, iss)
 	}
 	return v.Verify(ctx, token)
 }

@@ -35,7 +35,7 @@ func TestByIssuer(t *testing.T) {
 		{"claims issuer A, signed with B's key", tok(keyB, "https://a", "api-a"), verifiers.ErrUnsupportedAlgorithm},
 		{"claims issuer B, signed with A's key", tok(keyA, "https://b", "api-b"), verifiers.ErrUnsupportedAlgorithm},
 		{"A's token with B's audience", tok(keyA, "https://a", "api-b"), verifiers.ErrBadAudience},
-		{"unknown issuer", tok(keyA, "https://c", "api-a"), verifiers.ErrBadIssuer},
+		{"unknown issuer", tok(keyA, "https://c", "api-a"), verifiers.ErrUnknownIssuer},
 		{"not a JWT", "opaque", verifiers.ErrMalformed},
 	}
 	for _, tc := range cases {

@@ -30,6 +30,10 @@ var (
 	ErrMissingClaim = errors.New("missing or invalid claim")
 	// ErrBadIssuer: iss is absent or not accepted.
 	ErrBadIssuer = errors.New("issuer not accepted")
+	// ErrUnknownIssuer: a token whose signature no configured key verifies
+	// names an issuer that is not configured at all: the real reason for
+	// the failure, reported in logs and metrics as unknown_issuer.
+	ErrUnknownIssuer = errors.New("issuer not configured")
 	// ErrBadAudience: aud is absent or names none of the accepted audiences.
 	ErrBadAudience = errors.New("audience not accepted")
 	// ErrBadType: the typ header is not the one required (RFC 9068).
@@ -124,7 +128,11 @@ var outcomes = []struct {
 	{ErrBusy, Outcome{"busy", http.StatusServiceUnavailable, "", "Too many requests being inspected; retry later"}},
 	{ErrMalformed, Outcome{"malformed", http.StatusUnauthorized, "invalid_token", "Malformed token"}},
 	{ErrUnsupportedAlgorithm, Outcome{"bad_algorithm", http.StatusUnauthorized, "invalid_token", "Token algorithm not accepted"}},
+	// An unknown kid is described to the client as a signature failure, on
+	// purpose: "unknown key" would let anyone probe which key ids the
+	// server holds. Logs and metrics say unknown_key.
 	{ErrUnknownKey, Outcome{"unknown_key", http.StatusUnauthorized, "invalid_token", "Token signature verification failed"}},
+	{ErrUnknownIssuer, Outcome{"unknown_issuer", http.StatusUnauthorized, "invalid_token", "Invalid issuer"}},
 	{ErrBadSignature, Outcome{"bad_signature", http.StatusUnauthorized, "invalid_token", "Token signature verification failed"}},
 	{ErrExpired, Outcome{"expired", http.StatusUnauthorized, "invalid_token", "Token has expired"}},
 	{ErrNotYetValid, Outcome{"not_yet_valid", http.StatusUnauthorized, "invalid_token", "Token is not yet valid"}},

@@ -214,7 +214,13 @@ func (v *JWT) Verify(ctx context.Context, token string) (*AccessToken, error) {
 			// Refused by WithValidMethods before the key func ran.
 			return nil, fmt.Errorf("%w: %q", ErrUnsupportedAlgorithm, parsed.Method.Alg())
 		}
-		return nil, classifyJWTError(err)
+		err = classifyJWTError(err)
+		if errors.Is(err, ErrBadSignature) || errors.Is(err, ErrUnknownKey) {
+			if iss, ok := v.foreignIssuer(token); ok {
+				return nil, fmt.Errorf("%w: %q (%v)", ErrUnknownIssuer, iss, err)
+			}
+		}
+		return nil, err
 	}
 	// The signature is verified. A time claim out of range is malformed
 	// (golang-jwt would convert nbf 1e300 to a date in the past).
@@ -236,6 +242,21 @@ func (v *JWT) Verify(ctx context.Context, token string) (*AccessToken, error) {
 		tok.binding.notAfter = tok.ExpiresAt.Add(v.cfg.ClockSkew)
 	}
 	return tok, nil
+}
+
+// foreignIssuer reports the unverified iss of a token that failed its
+// signature check when issuers are configured and it names none of them:
+// the signature failed because the token is for someone else. Only for
+// the reason in logs and metrics; nothing else trusts it.
+func (v *JWT) foreignIssuer(token string) (string, bool) {
+	if len(v.cfg.Issuers) == 0 {
+		return "", false
+	}
+	iss, err := peekIssuer(token)
+	if err != nil || slices.Contains(v.cfg.Issuers, iss) {
+		return "", false
+	}
+	return iss, true
 }
 
 // resolveKey applies the header rules and finds the key: alg on the

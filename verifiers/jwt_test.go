@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mcptoken/caddy-mcp-token/devtools"
+	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -118,7 +119,7 @@ func TestJWTVerify(t *testing.T) {
 		{"alg nOnE with signature", rsaV, rawToken(map[string]any{"alg": "nOnE"}, validClaims(), []byte("x")), verifiers.ErrUnsupportedAlgorithm},
 		{"alg not allowed (ES256 to an RS256 verifier)", rsaV, ecKey.MustToken(opts(nil)), verifiers.ErrUnsupportedAlgorithm},
 		{"key confusion: HS256 signed with the RSA public key PEM", rsaV, hmacWith([]byte(rsaPEM), validClaims()), verifiers.ErrUnsupportedAlgorithm},
-		{"key confusion even if HS256 were allowed", newJWT(t, rsaKey.Public, func(c *verifiers.JWTConfig) { c.Algorithms = []string{"RS256", "RS512"} }), hmacWith([]byte(rsaPEM), validClaims()), verifiers.ErrUnsupportedAlgorithm},
+		{"key confusion: HS256 with the PEM to a verifier allowing RS256 and RS512", newJWT(t, rsaKey.Public, func(c *verifiers.JWTConfig) { c.Algorithms = []string{"RS256", "RS512"} }), hmacWith([]byte(rsaPEM), validClaims()), verifiers.ErrUnsupportedAlgorithm},
 		{"jku header is never followed", rsaV, otherRSA.MustToken(opts(func(o *devtools.TokenOptions) { o.Header["jku"] = jku.URL })), verifiers.ErrBadSignature},
 		{"x5u header is never followed", rsaV, otherRSA.MustToken(opts(func(o *devtools.TokenOptions) { o.Header["x5u"] = jku.URL })), verifiers.ErrBadSignature},
 		{"embedded jwk is never used", rsaV, otherRSA.MustToken(opts(func(o *devtools.TokenOptions) { o.Header["jwk"] = attackerJWK })), verifiers.ErrBadSignature},
@@ -189,6 +190,34 @@ func TestJWTVerify(t *testing.T) {
 	}
 	if n := jkuServed.Load(); n != 0 {
 		t.Fatalf("the jku/x5u URL was fetched %d times", n)
+	}
+}
+
+// TestJWTKeyConfusionHS256CannotBeAllowed: the key confusion attack needs
+// a verifier that allows HS256 next to (or instead of) a public key. No
+// configuration can produce one: each attempt is refused when the
+// verifier is built, so the attack has nothing to run against.
+func TestJWTKeyConfusionHS256CannotBeAllowed(t *testing.T) {
+	rsaPEM, _ := rsaKey.PublicPEM()
+	cases := []struct {
+		name  string
+		keys  verifiers.KeySource
+		algs  []string
+		wants string
+	}{
+		{"HS256 alone with an RSA public key", verifiers.NewStaticKey(rsaKey.Public), []string{"HS256"}, "HS256 needs an HMAC secret, not a public key"},
+		{"HS256 next to RS256 with an RSA public key", verifiers.NewStaticKey(rsaKey.Public), []string{"RS256", "HS256"}, "cannot be allowed together with asymmetric ones"},
+		{"HS512 with an EC public key", verifiers.NewStaticKey(ecKey.Public), []string{"HS512"}, "HS512 needs an HMAC secret, not a public key"},
+		{"HS256 with a JWKS key set", jwks.NewSet(nil), []string{"HS256"}, "HMAC algorithms cannot be used with JWKS endpoints"},
+		{"RS256 with the PEM bytes as an HMAC secret", verifiers.NewStaticKey([]byte(rsaPEM)), []string{"RS256"}, "RS256 needs a public key, not an HMAC secret"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := verifiers.NewJWT(verifiers.JWTConfig{Keys: tc.keys, Algorithms: tc.algs, Audiences: []string{audience}})
+			if err == nil || !strings.Contains(err.Error(), "algorithm confusion") || !strings.Contains(err.Error(), tc.wants) {
+				t.Fatalf("NewJWT: verifier %v, error %v; want an algorithm confusion error containing %q", v != nil, err, tc.wants)
+			}
+		})
 	}
 }
 

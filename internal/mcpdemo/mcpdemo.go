@@ -6,6 +6,7 @@ package mcpdemo
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -40,14 +41,20 @@ type DeployIn struct {
 }
 
 // NewServer returns an MCP server with three tools: echo, whoami and deploy.
-func NewServer() *mcp.Server {
+func NewServer() *mcp.Server { return newServer(nil) }
+
+// newServer builds the server; each tool execution is recorded in rec
+// (may be nil), so tests can tell a refused call never ran.
+func newServer(rec *Recorder) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "mcp-demo", Version: "1.0.0"}, nil)
 	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "Echo the text back."},
-		func(_ context.Context, _ *mcp.CallToolRequest, in EchoIn) (*mcp.CallToolResult, EchoOut, error) {
+		func(_ context.Context, req *mcp.CallToolRequest, in EchoIn) (*mcp.CallToolResult, EchoOut, error) {
+			rec.ran(req)
 			return nil, EchoOut(in), nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: "whoami", Description: "Report the identity headers the gateway forwarded."},
 		func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, WhoAmIOut, error) {
+			rec.ran(req)
 			var out WhoAmIOut
 			if req.Extra != nil && req.Extra.Header != nil {
 				out.Client = req.Extra.Header.Get("X-MCP-Client")
@@ -57,17 +64,21 @@ func NewServer() *mcp.Server {
 			return nil, out, nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: "deploy", Description: "Pretend to deploy a service."},
-		func(_ context.Context, _ *mcp.CallToolRequest, in DeployIn) (*mcp.CallToolResult, EchoOut, error) {
+		func(_ context.Context, req *mcp.CallToolRequest, in DeployIn) (*mcp.CallToolResult, EchoOut, error) {
+			rec.ran(req)
 			return nil, EchoOut{Text: "deployed " + in.Service}, nil
 		})
 	return s
 }
 
-// Recorder remembers the headers and bodies of the requests the backend
-// received, so tests can see exactly what the gateway forwarded.
+// Recorder remembers the requests the backend received (headers and
+// bodies) and the tools it executed, so tests can see exactly what the
+// gateway forwarded and prove that a refused call never ran. A nil
+// *Recorder records nothing.
 type Recorder struct {
 	mu       sync.Mutex
 	requests []Received
+	tools    []ToolRun
 }
 
 // Received is one request as the backend got it.
@@ -75,6 +86,47 @@ type Received struct {
 	Method string
 	Header http.Header
 	Body   []byte
+}
+
+// ToolRun is one execution of a tool by the backend.
+type ToolRun struct {
+	Name      string
+	Arguments json.RawMessage
+	// Client is the X-MCP-Client header of the request that ran it.
+	Client string
+}
+
+func (r *Recorder) ran(req *mcp.CallToolRequest) {
+	if r == nil || req == nil || req.Params == nil {
+		return
+	}
+	run := ToolRun{Name: req.Params.Name, Arguments: req.Params.Arguments}
+	if req.Extra != nil && req.Extra.Header != nil {
+		run.Client = req.Extra.Header.Get("X-MCP-Client")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tools = append(r.tools, run)
+}
+
+// ToolRuns returns the tool executions so far, oldest first.
+func (r *Recorder) ToolRuns() []ToolRun {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]ToolRun(nil), r.tools...)
+}
+
+// Ran is the number of executions of the named tool ("" counts them all).
+func (r *Recorder) Ran(tool string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, run := range r.tools {
+		if tool == "" || run.Name == tool {
+			n++
+		}
+	}
+	return n
 }
 
 // Last returns the headers of the last request received.
@@ -98,21 +150,26 @@ func (r *Recorder) Count() int {
 }
 
 // Handler serves the MCP server over streamable HTTP (stateless, JSON
-// responses), recording each request's headers in rec (may be nil).
+// responses), recording each request and tool execution in rec (may be nil).
 func Handler(rec *Recorder) http.Handler {
-	srv := NewServer()
+	srv := newServer(rec)
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
 	if rec == nil {
 		return h
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rec.mu.Lock()
-		rec.requests = append(rec.requests, Received{Method: r.Method, Header: r.Header.Clone(), Body: body})
-		rec.mu.Unlock()
-		h.ServeHTTP(w, r)
+	return rec.Wrap(h)
+}
+
+// Wrap returns h recording each request it receives in r.
+func (r *Recorder) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(req.Body, 4<<20))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		r.mu.Lock()
+		r.requests = append(r.requests, Received{Method: req.Method, Header: req.Header.Clone(), Body: body})
+		r.mu.Unlock()
+		h.ServeHTTP(w, req)
 	})
 }
 

@@ -1,8 +1,6 @@
 package mcpdemo
 
 import (
-	"bytes"
-	"io"
 	"net"
 	"net/http"
 
@@ -11,22 +9,16 @@ import (
 
 // StatefulHandler serves the MCP server over streamable HTTP in stateful
 // mode: initialize answers with an Mcp-Session-Id that later requests
-// must carry (JSON responses), recording each request in rec (may be nil).
+// must carry (JSON responses), recording each request and tool execution
+// in rec (may be nil).
 func StatefulHandler(rec *Recorder) http.Handler {
-	srv := NewServer()
+	srv := newServer(rec)
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
 		&mcp.StreamableHTTPOptions{JSONResponse: true})
 	if rec == nil {
 		return h
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rec.mu.Lock()
-		rec.requests = append(rec.requests, Received{Method: r.Method, Header: r.Header.Clone(), Body: body})
-		rec.mu.Unlock()
-		h.ServeHTTP(w, r)
-	})
+	return rec.Wrap(h)
 }
 
 // ServeStateful is Serve with StatefulHandler.

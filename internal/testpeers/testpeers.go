@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,7 +44,7 @@ func EnsureNode(t testing.TB) {
 	t.Helper()
 	installOnce.Do(func() { installErr = install() })
 	if installErr != nil {
-		t.Fatalf("the test peers need Node.js 20+ and npm (Debian: apt-get install nodejs npm): %v", installErr)
+		t.Fatalf("the test peers need Node.js %d+ and npm (Debian 12's nodejs is 18: use nodejs.org or NodeSource): %v", MinNodeMajor, installErr)
 	}
 }
 
@@ -52,6 +53,13 @@ func install() error {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found in PATH", tool)
 		}
+	}
+	version, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		return fmt.Errorf("node --version: %v", err)
+	}
+	if err := checkNodeVersion(string(version)); err != nil {
+		return err
 	}
 	dir := NodeDir()
 	lock, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
@@ -73,6 +81,24 @@ func install() error {
 	return os.WriteFile(stamp, []byte(want), 0o644)
 }
 
+// MinNodeMajor is the oldest Node.js the peers run on: oidc-provider (via
+// jose) needs the global WebCrypto of Node.js 20; Debian 12's nodejs is 18.
+const MinNodeMajor = 20
+
+// checkNodeVersion refuses a `node --version` output older than MinNodeMajor.
+func checkNodeVersion(version string) error {
+	v := strings.TrimPrefix(strings.TrimSpace(version), "v")
+	major, _, _ := strings.Cut(v, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return fmt.Errorf("node --version printed %q, not a version", strings.TrimSpace(version))
+	}
+	if n < MinNodeMajor {
+		return fmt.Errorf("node %s is too old: the test peers need Node.js %d or newer", strings.TrimSpace(version), MinNodeMajor)
+	}
+	return nil
+}
+
 // TSClientResult is what testdata/node/ts-client.mjs reports.
 type TSClientResult struct {
 	Tools               []string        `json:"tools"`
@@ -83,18 +109,36 @@ type TSClientResult struct {
 	ResourceMetadataURL string          `json:"resourceMetadataUrl"`
 	Scope               string          `json:"scope"`
 	Fetched             []string        `json:"fetched"`
+	// Requests are the SDK's requests in order, as "METHOD URL STATUS".
+	Requests []string `json:"requests"`
+	// Reconnected: the SDK needed a second connect after its OAuth flow.
+	Reconnected bool `json:"reconnected"`
 }
 
 // RunTSClient runs the official TypeScript MCP SDK client against endpoint
 // (with a bearer token, or none to see the SDK's OAuth discovery).
 func RunTSClient(t testing.TB, endpoint, token string) TSClientResult {
 	t.Helper()
-	EnsureNode(t)
-	args := []string{"ts-client.mjs", endpoint}
+	args := []string{endpoint}
 	if token != "" {
 		args = append(args, token)
 	}
-	cmd := exec.Command("node", args...)
+	return runTSClient(t, args...)
+}
+
+// RunTSClientCredentials runs the TypeScript SDK client against endpoint
+// with the SDK's ClientCredentialsProvider (as ClientID, expecting
+// issuer): from the 401 it discovers the authorization server, gets a
+// token by the client credentials grant for scope, and calls the tools.
+func RunTSClientCredentials(t testing.TB, endpoint, issuer, scope string) TSClientResult {
+	t.Helper()
+	return runTSClient(t, endpoint, "--client-credentials", ClientID, ClientSecret, issuer, scope)
+}
+
+func runTSClient(t testing.TB, args ...string) TSClientResult {
+	t.Helper()
+	EnsureNode(t)
+	cmd := exec.Command("node", append([]string{"ts-client.mjs"}, args...)...)
 	cmd.Dir = NodeDir()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -139,9 +183,25 @@ const (
 // StartOIDC starts the provider on 127.0.0.1 and stops it when the test ends.
 func StartOIDC(t testing.TB) *OIDC {
 	t.Helper()
+	return StartOIDCWith(t, OIDCOptions{})
+}
+
+// OIDCOptions configure the provider StartOIDCWith starts.
+type OIDCOptions struct {
+	// JWTResources are more resource indicators (RFC 8707), such as an
+	// MCP endpoint's URL, for which the provider issues JWT access tokens
+	// with aud = the resource.
+	JWTResources []string
+}
+
+// StartOIDCWith starts the provider with opts on 127.0.0.1 and stops it
+// when the test ends.
+func StartOIDCWith(t testing.TB, opts OIDCOptions) *OIDC {
+	t.Helper()
 	EnsureNode(t)
 	cmd := exec.Command("node", "oidc-server.mjs")
 	cmd.Dir = NodeDir()
+	cmd.Env = append(os.Environ(), "JWT_RESOURCES="+strings.Join(opts.JWTResources, ","))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -4,6 +4,7 @@ package vectors
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -31,15 +32,29 @@ type Wycheproof struct {
 	} `json:"testGroups"`
 }
 
-// LoadWycheproof reads wycheproof/<name>.
+// LoadWycheproof reads wycheproof/<name>; a file without a single test
+// vector is an error.
 func LoadWycheproof(name string) (*Wycheproof, error) {
-	data, err := os.ReadFile(filepath.Join(Dir(), "wycheproof", name))
+	return loadWycheproofFrom(Dir(), name)
+}
+
+func loadWycheproofFrom(dir, name string) (*Wycheproof, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "wycheproof", name))
 	if err != nil {
 		return nil, err
 	}
 	var w Wycheproof
 	if err := json.Unmarshal(data, &w); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("wycheproof/%s: %w", name, err)
+	}
+	// An empty or truncated file must fail the tests, not pass them with
+	// nothing checked.
+	tests := 0
+	for _, g := range w.TestGroups {
+		tests += len(g.Tests)
+	}
+	if tests == 0 {
+		return nil, fmt.Errorf("wycheproof/%s: no test vectors (%d groups)", name, len(w.TestGroups))
 	}
 	return &w, nil
 }

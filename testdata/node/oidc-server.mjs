@@ -6,7 +6,8 @@
 //   mcp-gateway       the resource server (Caddy), may introspect; client_secret_basic
 //   mcp-gateway-post  the same, with client_secret_post
 // Resources (RFC 8707): urn:mcp:opaque issues opaque access tokens,
-// urn:mcp:jwt issues RFC 9068 JWT access tokens (typ at+jwt, aud = the resource).
+// urn:mcp:jwt (and each URL in $JWT_RESOURCES) issues RFC 9068 JWT access
+// tokens (typ at+jwt, aud = the resource).
 import http from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
@@ -20,6 +21,9 @@ const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'oidc-test-rs
 
 const SCOPES = ['mcp:read', 'mcp:write', 'deploy:write'];
 const RESOURCES = { 'urn:mcp:opaque': 'opaque', 'urn:mcp:jwt': 'jwt' };
+// JWT_RESOURCES: more resources (comma-separated URLs, such as an MCP
+// endpoint behind Caddy) that get JWT access tokens with aud = the resource.
+for (const r of (process.env.JWT_RESOURCES || '').split(',').filter(Boolean)) RESOURCES[r] = 'jwt';
 const TTL = Number(process.env.ACCESS_TOKEN_TTL || 3600);
 const secret = process.env.CLIENT_SECRET || 'mcp-client-secret';
 const gatewaySecret = process.env.GATEWAY_SECRET || 'mcp-gateway-secret';

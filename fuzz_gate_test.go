@@ -1,0 +1,60 @@
+package mcptoken
+
+import (
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+)
+
+// FuzzBearerToken: any Authorization header either yields a token of
+// RFC 6750 b64token characters, or is refused as missing or malformed —
+// never a panic, never a token with a space, comma or control character
+// that a backend could split differently.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer  abc.def.ghi", "Bearer ", "Basic dXNlcg==", "Bearer a,b",
+		"Bearer a b", "Bearer\tabc", "BEARER abc==", "Bearer abc\x00", "DPoP abc", " Bearer abc "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest("POST", "/mcp", nil)
+		r.Header["Authorization"] = []string{header}
+		tok, err := bearerToken(r)
+		if err != nil {
+			if !errors.Is(err, verifiers.ErrMissingToken) && !errors.Is(err, verifiers.ErrBadRequest) {
+				t.Fatalf("unexpected error class: %v", err)
+			}
+			return
+		}
+		if tok == "" || !isB64Token(tok) || strings.ContainsAny(tok, " ,\t\r\n\x00") {
+			t.Fatalf("accepted token %q from %q", tok, header)
+		}
+	})
+}
+
+// FuzzCaddyfile: any mcp_token block either parses or fails with an
+// error; the parser never panics (it also builds verifiers to check
+// values, so this reaches key parsing and the config checks).
+func FuzzCaddyfile(f *testing.F) {
+	for _, s := range []string{
+		"mcp_token {\n static_token t c mcp:read\n}",
+		"mcp_token {\n jwks_uri https://idp/jwks\n audience a\n token_cache 10 5m\n}",
+		"mcp_token {\n issuer https://a {\n  jwks_uri https://a/jwks\n }\n}",
+		"mcp_token {\n introspection https://as/i {\n  client_id c\n  timeout 5s\n }\n}",
+		"mcp_token {\n hmac_secret {env.X}\n algorithms HS256\n rate_limit 3 1m\n}",
+		"mcp_token {\n tool_scopes deploy a,b\n}",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		if len(input) > 4096 {
+			return
+		}
+		var c Config
+		_ = c.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	})
+}
