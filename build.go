@@ -15,6 +15,7 @@ import (
 	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
 )
@@ -36,6 +37,8 @@ type core struct {
 	pooled         []pooledRef           // the shared caches this config holds
 	tokens         *verifiers.TokenCache // verified JWTs; nil when off
 	sessions       *sessionStore         // session bindings; nil when off
+	jwksCaches     []jwksRef             // the key sources among pooled
+	config         *prometheus.Registry  // the config this core serves (see startServing)
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
@@ -98,6 +101,10 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	for _, w := range cfg.audienceWarnings() {
 		c.logger.Warn(w)
 	}
+	if err := c.waitForKeys(ctx); err != nil {
+		return err
+	}
+	c.startServing(ctx)
 	return nil
 }
 
@@ -272,6 +279,7 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src source
 		Timeout:          time.Duration(ic.Timeout),
 		NegativeCacheTTL: time.Duration(ic.NegativeCacheTTL),
 		CacheSize:        ic.CacheSize,
+		MaxInFlight:      ic.MaxInFlight,
 	}
 	if ic.CacheTTL != nil {
 		opts.CacheTTL = time.Duration(*ic.CacheTTL)
@@ -359,6 +367,7 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sourc
 		Timeout:         time.Duration(cfg.JWKSTimeout),
 		Throttle:        time.Duration(cfg.JWKSThrottle),
 		Client:          g.jwksClient(time.Duration(cfg.JWKSTimeout)),
+		MaxWait:         time.Duration(cfg.JWKSMaxWait),
 	}
 	if k.JWKSURI != "" {
 		var err error

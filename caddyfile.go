@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -95,6 +96,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    jwks_cache_ttl  <duration>
 //	    jwks_timeout    <duration>
 //	    jwks_throttle   <duration>
+//	    jwks_max_wait   <duration>
 //	    required_scopes <scope> [<scope>...]
 //	    clock_skew      <duration>
 //	    token_type      at+jwt
@@ -113,6 +115,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	        cache_ttl          <duration>
 //	        negative_cache_ttl <duration>
 //	        cache_size         <entries>
+//	        max_in_flight      <calls>
 //	        issuer             <iss> [<iss>...]
 //	        audience           <aud> [<aud>...]
 //	        require_issuer
@@ -199,6 +202,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseDuration(d, &c.JWKSTimeout, 0)
 		case "jwks_throttle":
 			err = parseDuration(d, &c.JWKSThrottle, 0)
+		case "jwks_max_wait":
+			err = parseDuration(d, &c.JWKSMaxWait, time.Minute)
 		case "clock_skew":
 			var skew caddy.Duration
 			if err = parseDuration(d, &skew, verifiers.MaxClockSkew); err == nil {

@@ -72,6 +72,15 @@ func (c *Config) parseIntrospection(d *caddyfile.Dispenser) error {
 				}
 				ic.CacheSize = n
 			}
+		case "max_in_flight":
+			var v string
+			if v, err = singleArg(d); err == nil {
+				n, convErr := strconv.Atoi(v)
+				if convErr != nil || n < 1 || n > 10000 {
+					return d.Errf("max_in_flight: %q is not a number of calls between 1 and 10000", v)
+				}
+				ic.MaxInFlight = n
+			}
 		case "issuer":
 			ic.Issuers, err = appendArgs(d, ic.Issuers)
 		case "audience":

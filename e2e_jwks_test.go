@@ -118,7 +118,9 @@ func TestE2EJWKSOutageAtStart(t *testing.T) {
 	tok := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}})
 	rec, echo := startEcho(t)
 
-	startCaddy(t, jwksSite(strings.Replace(jwksRoute("/mcp*", srv.JWKSURL(), echo), "audience mcp-e2e", "audience mcp-e2e\n\t\t\talgorithms ES256", 1)), "caddyfile")
+	// A first start: no mcp_token is serving (a reload would wait for the
+	// keys instead, see TestE2EReloadToNewKeySource).
+	startCaddyFresh(t, jwksSite(strings.Replace(jwksRoute("/mcp*", srv.JWKSURL(), echo), "audience mcp-e2e", "audience mcp-e2e\n\t\t\talgorithms ES256", 1)), "caddyfile")
 	resp, body := post(t, e2eBase+"/mcp", tok, toolsList)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("before any key set: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)

@@ -81,12 +81,14 @@ http://localhost:9080 {
 	send(tok(func(o *devtools.TokenOptions) { o.Audience = []string{"other"} }), 401)
 	send(tok(func(o *devtools.TokenOptions) { o.ExpiresIn = -time.Hour }), 401)
 	send(devtools.MustGenerateKey("RS256").MustToken(devtools.TokenOptions{Audience: []string{"metrics-api"}}), 401) // unknown kid
-	send(good, 429)                                                                                                  // 3 failures: limited
+	send(good, 200)                                                                                                  // 3 failures, but a cached token needs no verification
+	send(tok(func(o *devtools.TokenOptions) { o.Subject = "fresh" }), 429)                                           // 3 failures: a token to verify is limited
 
 	after := scrape(t)
-	reached(t, rec, before, 5, "4 JWT and 1 static accepted, 6 refused")
+	reached(t, rec, before, 6, "5 JWT and 1 static accepted, 6 refused")
 	want := map[string]float64{
-		`caddy_mcp_token_requests_total{reason="accepted",verifier="jwt"}`:           4,
+		`caddy_mcp_token_requests_total{reason="accepted",verifier="jwt"}`:           5,
+		`caddy_mcp_token_token_cache_hits_total`:                                     5,
 		`caddy_mcp_token_requests_total{reason="accepted",verifier="static"}`:        1,
 		`caddy_mcp_token_requests_total{reason="missing_token",verifier="none"}`:     1,
 		`caddy_mcp_token_requests_total{reason="insufficient_scope",verifier="jwt"}`: 1,
@@ -100,7 +102,9 @@ http://localhost:9080 {
 			t.Errorf("%s grew by %v, want %v", k, got, v)
 		}
 	}
-	if after[`caddy_mcp_token_verification_duration_seconds_count{verifier="jwt"}`]-base[`caddy_mcp_token_verification_duration_seconds_count{verifier="jwt"}`] != 8 {
+	// Verifications timed: the four refused JWTs; the cached good token's
+	// requests verified nothing, the limited one never got that far.
+	if after[`caddy_mcp_token_verification_duration_seconds_count{verifier="jwt"}`]-base[`caddy_mcp_token_verification_duration_seconds_count{verifier="jwt"}`] != 4 {
 		t.Errorf("latency histogram count for jwt: %v", after)
 	}
 	// The unknown kid made one refetch; all JWKS refreshes succeeded.

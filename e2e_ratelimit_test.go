@@ -181,7 +181,7 @@ func TestE2ERateLimitIgnoresOutages(t *testing.T) {
 	defer srv.Close()
 	srv.Fail(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusBadGateway) })
 	rec, echo := startEcho(t)
-	startCaddy(t, caddyGlobal+fmt.Sprintf(`
+	startCaddyFresh(t, caddyGlobal+fmt.Sprintf(`
 http://localhost:9080 {
 	mcp_token /mcp* {
 		jwks_uri %s
@@ -220,7 +220,9 @@ http://localhost:9080 {
 			t.Fatalf("refused token %d: %d", i, r.StatusCode)
 		}
 	}
-	if r, _ := post(t, e2eBase+"/mcp", good, toolsList); r.StatusCode != http.StatusTooManyRequests {
+	// (A token in the verified-token cache would still pass: a new one.)
+	fresh := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-e2e"}, Subject: "fresh"})
+	if r, _ := post(t, e2eBase+"/mcp", fresh, toolsList); r.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("after 2 refused tokens: %d, want 429", r.StatusCode)
 	}
 }

@@ -52,6 +52,15 @@ func startCaddy(t *testing.T, cfg, adapter string) *caddytest.Tester {
 	return tc
 }
 
+// startCaddyFresh starts cfg as at a first start: it first loads a config
+// without mcp_token, so that no mcp_token is serving when cfg loads (a
+// reload over one waits for new key sources; see pools.go).
+func startCaddyFresh(t *testing.T, cfg, adapter string) *caddytest.Tester {
+	t.Helper()
+	startCaddy(t, caddyGlobal+"\nhttp://localhost:9080 {\n\trespond 404\n}\n", "caddyfile")
+	return startCaddy(t, cfg, adapter)
+}
+
 // caddyGlobal is the global options block every e2e config starts with:
 // every log line, down to DEBUG, goes to the file that TestMain scans for
 // tokens and secrets (see leak_test.go).
@@ -422,7 +431,7 @@ func TestE2EProviderOutage(t *testing.T) {
 		]}]
 	}}}}
 }`, logPath, jwksSrv.JWKSURL(), addr)
-	startCaddy(t, cfg, "json")
+	startCaddyFresh(t, cfg, "json")
 	good := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}})
 	for i := 0; i < 30; i++ {
 		resp, _ := post(t, e2eBase+"/mcp", good, toolsList)

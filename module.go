@@ -92,8 +92,14 @@ type Config struct {
 	JWKSTimeout caddy.Duration `json:"jwks_timeout,omitempty"`
 
 	// Minimum time between two JWKS refetches caused by tokens with an
-	// unknown kid (meanwhile such tokens get 401). Default: 5m.
+	// unknown kid (meanwhile such tokens get 401, or 503 when the last
+	// fetch failed). Default: 5m.
 	JWKSThrottle caddy.Duration `json:"jwks_throttle,omitempty"`
+
+	// Longest time a request waits for a JWKS fetch (for an unknown kid,
+	// or while no keys are loaded); past it the request gets 503 while the
+	// fetch goes on. Default: 1s.
+	JWKSMaxWait caddy.Duration `json:"jwks_max_wait,omitempty"`
 
 	// Scopes every request's token must carry (all of them). A valid token
 	// without them gets 403 insufficient_scope from the handler.
@@ -245,6 +251,12 @@ type IntrospectionConfig struct {
 
 	// Maximum number of cached results (LRU). Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
+
+	// Most calls outstanding to the endpoint at once (requests for the
+	// same token share one call); beyond it requests get 503 at once
+	// rather than queue behind a slow endpoint. Also the connection
+	// limit of the endpoint's own connection pool. Default: 64.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 
 	// Accepted iss values of introspection results. Default: the top-level
 	// issuers. A result naming another issuer is refused.

@@ -1,10 +1,13 @@
 package mcptoken
 
 import (
+	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,6 +15,7 @@ import (
 	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/jwks"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // pooledRef names an entry this config holds in one of the pools.
@@ -121,35 +125,124 @@ func (c *core) release() error {
 			errs = append(errs, err)
 		}
 	}
-	c.pooled = nil
+	c.pooled, c.jwksCaches = nil, nil
 	liveTokenCaches.remove(c.tokens)
+	c.stopServing()
 	return errors.Join(errs...)
 }
 
 // jwksSource takes the shared cache for opts from the pool.
 func (c *core) jwksSource(opts jwks.Options) (verifiers.KeySource, error) {
-	key := fmt.Sprintf("url=%s discover=%s ttl=%s timeout=%s throttle=%s guarded=%v",
-		opts.URL, opts.Issuer, opts.RefreshInterval, opts.Timeout, opts.Throttle, opts.Client != nil)
+	key := fmt.Sprintf("url=%s discover=%s ttl=%s timeout=%s throttle=%s wait=%s guarded=%v",
+		opts.URL, opts.Issuer, opts.RefreshInterval, opts.Timeout, opts.Throttle, opts.MaxWait, opts.Client != nil)
 	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.jwks")
-	return acquire(c, jwksPool, key, func() (*jwks.Cache, func(), error) {
+	cache, err := acquire(c, jwksPool, key, func() (*jwks.Cache, func(), error) {
 		cache, err := jwks.New(opts)
 		if err != nil {
 			return nil, nil, err
 		}
 		return cache, cache.Close, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	c.jwksCaches = append(c.jwksCaches, jwksRef{cache, opts.Timeout})
+	return cache, nil
+}
+
+// jwksRef is a key source this config holds, with its fetch timeout.
+type jwksRef struct {
+	cache   *jwks.Cache
+	timeout time.Duration
+}
+
+// Reloads. A config loaded while another one serves mcp_token (a reload)
+// must not lose the ability to verify: each key source it brings that has
+// no keys yet must load them within its jwks_timeout, or the reload fails
+// and Caddy keeps the running config. At a first start nothing is running
+// to fall back on, so key sources load in the background (503 until then).
+
+// serving counts the provisioned cores of each config. A config is known
+// by its metrics registry: Caddy makes one per config and every context
+// derived for its modules carries it (their context.Context values are
+// children of the config's, which cannot be compared with it).
+var serving = struct {
+	sync.Mutex
+	cores map[*prometheus.Registry]int
+}{cores: map[*prometheus.Registry]int{}}
+
+// isReload reports whether ctx provisions a config (not a tool or test
+// provisioning a module on its own) while another config with mcp_token
+// in it is the running one.
+func isReload(ctx caddy.Context) bool {
+	// A context made for a config shares its config's file systems; one
+	// made without a config gets a fresh map on each call.
+	if ctx.FileSystems() != ctx.FileSystems() {
+		return false
+	}
+	running := caddy.ActiveContext()
+	active := running.GetMetricsRegistry()
+	if running.Context == nil || active == nil || active == ctx.GetMetricsRegistry() {
+		return false
+	}
+	serving.Lock()
+	defer serving.Unlock()
+	return serving.cores[active] > 0
+}
+
+// waitForKeys waits, on a reload, for each key source without keys.
+func (c *core) waitForKeys(ctx caddy.Context) error {
+	if !isReload(ctx) {
+		return nil
+	}
+	for _, ref := range c.jwksCaches {
+		if ref.cache.Ready() {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, cmp.Or(ref.timeout, jwks.DefaultTimeout))
+		err := ref.cache.WaitReady(wctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("a running config serves requests and this one could not load its keys, so it is refused and the running config stays: %w", err)
+		}
+	}
+	return nil
+}
+
+// startServing records a provisioned core under its config.
+func (c *core) startServing(ctx caddy.Context) {
+	serving.Lock()
+	defer serving.Unlock()
+	c.config = ctx.GetMetricsRegistry()
+	serving.cores[c.config]++
+}
+
+// stopServing undoes startServing.
+func (c *core) stopServing() {
+	if c.config == nil {
+		return
+	}
+	serving.Lock()
+	defer serving.Unlock()
+	if serving.cores[c.config]--; serving.cores[c.config] <= 0 {
+		delete(serving.cores, c.config)
+	}
+	c.config = nil
 }
 
 // introspectionClient takes the shared client for opts from the pool.
 func (c *core) introspectionClient(opts introspection.Options) (*introspection.Client, error) {
 	secret := sha256.Sum256([]byte(opts.ClientSecret))
-	key := fmt.Sprintf("url=%s id=%s secret=%x auth=%s timeout=%s ttl=%s nocache=%v neg=%s size=%d",
+	key := fmt.Sprintf("url=%s id=%s secret=%x auth=%s timeout=%s ttl=%s nocache=%v neg=%s size=%d inflight=%d",
 		opts.URL, opts.ClientID, secret[:8], opts.AuthMethod, opts.Timeout, opts.CacheTTL, opts.NoCache,
-		opts.NegativeCacheTTL, opts.CacheSize)
+		opts.NegativeCacheTTL, opts.CacheSize, opts.MaxInFlight)
 	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.introspection")
 	return acquire(c, introspectionPool, key, func() (*introspection.Client, func(), error) {
 		cl, err := introspection.New(opts)
-		return cl, nil, err
+		if err != nil {
+			return nil, nil, err
+		}
+		return cl, cl.Close, nil
 	})
 }
 
