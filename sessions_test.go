@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -130,5 +131,33 @@ func TestSessionStoreExpiry(t *testing.T) {
 		if s.len() > 3 {
 			t.Fatalf("%d bindings, cap 3", s.len())
 		}
+	}
+}
+
+// TestSessionStoreBoundedMemory: a million sessions through a store of the
+// default size keep it at its cap, in bounded memory.
+func TestSessionStoreBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a full-size store")
+	}
+	s := newSessionStore(DefaultSessionBindings, time.Hour)
+	p := sha256.Sum256([]byte("alice"))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var id [32]byte
+	for i := 0; i < 1_000_000; i++ {
+		id[0], id[1], id[2] = byte(i), byte(i>>8), byte(i>>16)
+		s.bind(id, p)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n := s.len(); n != DefaultSessionBindings {
+		t.Fatalf("%d bindings, cap %d", n, DefaultSessionBindings)
+	}
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("1,000,000 sessions: %d kept, heap grew %d KiB (%d B per binding)", s.len(), grown/1024, grown/int64(s.len()))
+	if grown > 64<<20 {
+		t.Fatalf("heap grew %d bytes for %d bindings", grown, s.len())
 	}
 }
