@@ -147,7 +147,7 @@ func (c *core) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) 
 	defer budget.Release(weight)
 	rc := http.NewResponseController(w)
 	deadline := c.bodyTimeout > 0 && rc.SetReadDeadline(time.Now().Add(c.bodyTimeout)) == nil
-	body, err := io.ReadAll(io.LimitReader(r.Body, c.maxBody+1))
+	body, err := readAll(r.Body, r.ContentLength, c.maxBody)
 	if deadline && err == nil {
 		// Lift it for the rest of the exchange (streams); after a failed
 		// read it stays, so the connection is not kept waiting for the
@@ -167,4 +167,22 @@ func (c *core) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) 
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	return body, nil
+}
+
+// readAll reads at most max+1 bytes of body. With a known length (never
+// more than max here) it reads into one buffer of that size plus the one
+// byte that proves the body ends where it says, instead of growing one.
+func readAll(body io.Reader, length, max int64) ([]byte, error) {
+	if length < 0 {
+		return io.ReadAll(io.LimitReader(body, max+1))
+	}
+	buf := make([]byte, length+1)
+	n, err := io.ReadFull(body, buf)
+	switch {
+	case err == io.ErrUnexpectedEOF && int64(n) == length, err == io.EOF && length == 0:
+		return buf[:n], nil
+	case err != nil:
+		return buf[:n], err
+	}
+	return buf[:n], nil // more than Content-Length: net/http never allows it; refused as too large below if over max
 }
