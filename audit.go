@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -52,8 +53,8 @@ func (c *core) auditDecision(r *http.Request, out *outcome) {
 	if out.calls != nil {
 		vars := requestVars{calls: out.calls}
 		fields = append(fields,
-			zap.String("mcp_method", vars.join(func(c rpcCall) string { return c.method })),
-			zap.String("mcp_name", vars.join(func(c rpcCall) string { return c.name })),
+			zap.String("mcp_method", vars.join(func(c mcprpc.Call) string { return c.Method })),
+			zap.String("mcp_name", vars.join(func(c mcprpc.Call) string { return c.Name })),
 		)
 		if names := argumentNames(out.calls); names != nil {
 			fields = append(fields, zap.Strings("mcp_argument_names", names))
@@ -73,10 +74,10 @@ const maxAuditArgNames = 32
 
 // argumentNames are the names of the calls' decoded arguments (never
 // their values), sorted; nil when none were decoded.
-func argumentNames(calls []rpcCall) []string {
+func argumentNames(calls []mcprpc.Call) []string {
 	var names []string
 	for _, c := range calls {
-		if m, ok := c.args.(map[string]any); ok {
+		if m, ok := c.Arguments.(map[string]any); ok {
 			for k := range m {
 				if len(names) < maxAuditArgNames && !slices.Contains(names, k) {
 					names = append(names, k)

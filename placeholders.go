@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -140,8 +141,8 @@ func headerSafe(s string) string {
 // token's: the result and what the body said. Served before the token's.
 type requestVars struct {
 	result string
-	user   *userVars // nil when no token verified
-	calls  []rpcCall // nil when the body was not inspected
+	user   *userVars     // nil when no token verified
+	calls  []mcprpc.Call // nil when the body was not inspected
 	header http.Header
 }
 
@@ -150,9 +151,9 @@ func (v *requestVars) get(key string) (any, bool) {
 	case resultKey:
 		return v.result, true
 	case mcpPrefix + "method":
-		return headerSafe(v.join(func(c rpcCall) string { return c.method })), true
+		return headerSafe(v.join(func(c mcprpc.Call) string { return c.Method })), true
 	case mcpPrefix + "name":
-		return headerSafe(v.join(func(c rpcCall) string { return c.name })), true
+		return headerSafe(v.join(func(c mcprpc.Call) string { return c.Name })), true
 	case mcpPrefix + "protocol_version":
 		if v.calls == nil {
 			return "", true
@@ -169,7 +170,7 @@ func (v *requestVars) get(key string) (any, bool) {
 }
 
 // join is the calls' values, comma-separated (a batch has several).
-func (v *requestVars) join(f func(rpcCall) string) string {
+func (v *requestVars) join(f func(mcprpc.Call) string) string {
 	switch len(v.calls) {
 	case 0:
 		return ""
@@ -208,7 +209,7 @@ func (o *outcome) user() *userVars {
 	case o.accepted != nil:
 		return o.accepted.Extra.(*userVars)
 	case o.tok != nil:
-		return newUserVars(o.tok)
+		return newUserVars(o.tok, o.token)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -143,7 +144,7 @@ func (e *policyError) Is(target error) bool { return target == verifiers.ErrPoli
 
 // allows runs the rules on every call of the request (once, with empty
 // mcp values, when the body was not read): each call needs one true rule.
-func (p *allowRules) allows(tok *verifiers.AccessToken, r *http.Request, calls []rpcCall) error {
+func (p *allowRules) allows(tok *verifiers.AccessToken, r *http.Request, calls []mcprpc.Call) error {
 	if p == nil {
 		return nil
 	}
@@ -188,7 +189,7 @@ func (p *allowRules) allowsListed(tok *verifiers.AccessToken, r *http.Request, m
 	if p == nil {
 		return true
 	}
-	in := policyInput{tok: tok, r: r, call: rpcCall{method: method, name: name}}
+	in := policyInput{tok: tok, r: r, call: mcprpc.Call{Method: method, Name: name}}
 	for _, rule := range p.rules {
 		prg, act := rule.prg, interpreter.Activation(&in)
 		if rule.list != nil {
@@ -214,7 +215,7 @@ func (p *allowRules) allowsListed(tok *verifiers.AccessToken, r *http.Request, m
 type policyInput struct {
 	tok  *verifiers.AccessToken
 	r    *http.Request
-	call rpcCall
+	call mcprpc.Call
 	mcp  map[string]any
 }
 
@@ -239,11 +240,11 @@ func (in *policyInput) ResolveName(name string) (any, bool) {
 		return in.tok.Scopes, true
 	case "mcp":
 		if in.mcp == nil {
-			args := in.call.args
+			args := in.call.Arguments
 			if args == nil {
 				args = map[string]any{}
 			}
-			in.mcp = map[string]any{"method": in.call.method, "name": in.call.name, "arguments": args}
+			in.mcp = map[string]any{"method": in.call.Method, "name": in.call.Name, "arguments": args}
 		}
 		return in.mcp, true
 	case "request":
@@ -265,10 +266,10 @@ func (in *policyInput) Parent() interpreter.Activation { return nil }
 
 func (in *policyInput) describe() string {
 	switch {
-	case in.call.method == "":
+	case in.call.Method == "":
 		return "the request"
-	case in.call.name == "":
-		return in.call.method
+	case in.call.Name == "":
+		return in.call.Method
 	}
-	return fmt.Sprintf("%s %q", in.call.method, in.call.name)
+	return fmt.Sprintf("%s %q", in.call.Method, in.call.Name)
 }

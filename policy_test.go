@@ -281,6 +281,7 @@ func TestPlaceholdersOnEveryDecision(t *testing.T) {
 				r.Header.Set("Authorization", tc.auth)
 			}
 			r.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+			r.Header.Set("Content-Type", "application/json")
 			repl := caddy.NewReplacer()
 			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 			if err := (&Handler{module{core: c}}).ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(okNext)); err != nil {
@@ -330,6 +331,7 @@ func TestAuditOneLinePerDecision(t *testing.T) {
 			}
 			r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(tc.body))
 			r.Header.Set("Authorization", "Bearer "+token)
+			r.Header.Set("Content-Type", "application/json")
 			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
 			w := httptest.NewRecorder()
 			if err := (&Handler{module{core: c}}).ServeHTTP(w, r, caddyhttp.HandlerFunc(okNext)); err != nil {
