@@ -315,6 +315,7 @@ func TestAuditOneLinePerDecision(t *testing.T) {
 		{"unavailable", fakeVerifier{err: fmt.Errorf("%w: down", verifiers.ErrUnavailable)}, toolCall("echo", `{}`), false, 0, 503, "unavailable"},
 		{"body too large", fakeVerifier{tok: ok}, toolCall("echo", `{"text":"`+strings.Repeat("x", 100)+`"}`), false, 64, 413, "body_too_large"},
 		{"bad body", fakeVerifier{tok: ok}, `{"method":`, false, 0, 400, "bad_body"},
+		{"not JSON", fakeVerifier{tok: ok}, toolCall("echo", `{}`), false, 0, 415, "unsupported_media_type"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -331,7 +332,9 @@ func TestAuditOneLinePerDecision(t *testing.T) {
 			}
 			r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(tc.body))
 			r.Header.Set("Authorization", "Bearer "+token)
-			r.Header.Set("Content-Type", "application/json")
+			if tc.name != "not JSON" { // no Content-Type: 415
+				r.Header.Set("Content-Type", "application/json")
+			}
 			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
 			w := httptest.NewRecorder()
 			if err := (&Handler{module{core: c}}).ServeHTTP(w, r, caddyhttp.HandlerFunc(okNext)); err != nil {
