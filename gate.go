@@ -35,11 +35,13 @@ import (
 //	 6. the token removed from the request ──┘
 //	 7. the session: bound to another principal → 404 (sessions.go)
 //	 8. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go,
-//	    mcpheaders.go)
+//	    mcpheaders.go), then the allow_if rules (policy.go)
 //	 9. the response to a list request, filtered (listfilter.go)
 //
 // and the one place that turns an outcome into an HTTP answer (refuse),
-// a challenge (challenge), a log line (logRejection) and a metric.
+// a challenge (challenge), a log line (logRejection) and a metric; the
+// handler then sets the placeholders of every outcome (setPlaceholders,
+// placeholders.go) and writes its audit line (auditDecision, audit.go).
 
 // outcome is what happened to one request.
 type outcome struct {

@@ -403,3 +403,14 @@ func TestREADMELogBlocksAdapt(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderRefusesAllowIf: the authentication provider cannot apply
+// rules, so a config with rules fails to load rather than ignore them.
+func TestProviderRefusesAllowIf(t *testing.T) {
+	a := &Authenticator{module: module{Config: Config{KeyConfig: KeyConfig{HMACSecret: strings.Repeat("s", 32)}, AllowIf: []string{`true`}}}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := a.Provision(ctx); err == nil || !strings.Contains(err.Error(), "allow_if needs the mcp_token handler") {
+		t.Fatalf("provision: %v", err)
+	}
+}
