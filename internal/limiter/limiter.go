@@ -28,6 +28,7 @@ type window struct {
 type Limiter struct {
 	max    int
 	window time.Duration
+	addrs  int
 	mu     sync.Mutex
 	lru    *simplelru.LRU[string, window]
 	now    func() time.Time
@@ -45,7 +46,7 @@ func New(maxAttempts int, win time.Duration, maxAddresses int) *Limiter {
 		maxAddresses = DefaultMaxAddresses
 	}
 	lru, _ := simplelru.NewLRU[string, window](maxAddresses, nil)
-	return &Limiter{max: maxAttempts, window: win, lru: lru, now: time.Now}
+	return &Limiter{max: maxAttempts, window: win, addrs: maxAddresses, lru: lru, now: time.Now}
 }
 
 // SetClock replaces the clock (tests).
@@ -94,4 +95,32 @@ func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lru.Len()
+}
+
+// Status is a limiter's state for an operator's status page: counts and
+// settings, never an address.
+type Status struct {
+	// Tracked is the number of addresses with a recorded failure;
+	// Limited those of them refused until their window ends.
+	Tracked int `json:"tracked"`
+	Limited int `json:"limited"`
+	// The settings.
+	MaxAttempts  int    `json:"max_attempts"`
+	Window       string `json:"window"`
+	MaxAddresses int    `json:"max_addresses"`
+}
+
+// Status counts the tracked and limited addresses (one pass over at most
+// MaxAddresses entries).
+func (l *Limiter) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := Status{Tracked: l.lru.Len(), MaxAttempts: l.max, Window: l.window.String(), MaxAddresses: l.addrs}
+	now := l.now()
+	for _, w := range l.lru.Values() {
+		if w.failures >= l.max && now.Before(w.start.Add(l.window)) {
+			st.Limited++
+		}
+	}
+	return st
 }

@@ -63,3 +63,20 @@ func TestLimiterBoundedMemory(t *testing.T) {
 		t.Fatalf("heap grew %d bytes for a %d-address limiter", grown, capacity)
 	}
 }
+
+func TestLimiterStatus(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := New(2, time.Minute, 5)
+	l.SetClock(func() time.Time { return now })
+	for _, addr := range []string{"a", "a", "b"} {
+		l.Fail(addr)
+	}
+	want := Status{Tracked: 2, Limited: 1, MaxAttempts: 2, Window: "1m0s", MaxAddresses: 5}
+	if got := l.Status(); got != want {
+		t.Fatalf("status: %+v, want %+v", got, want)
+	}
+	now = now.Add(time.Minute)
+	if got := l.Status(); got.Limited != 0 || got.Tracked != 2 {
+		t.Fatalf("after the window: %+v, want 0 limited of 2 tracked", got)
+	}
+}
