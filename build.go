@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -37,6 +38,7 @@ type core struct {
 	tokens         *verifiers.TokenCache // verified JWTs; nil when off
 	jwksCaches     []jwksRef             // the key sources among pooled
 	config         *prometheus.Registry  // the config this core serves (see startServing)
+	metaChecked    atomic.Bool           // checkMetadataServed ran (metadataserved.go)
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
