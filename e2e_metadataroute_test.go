@@ -103,3 +103,86 @@ func TestE2EJSONMetadataRouteWarning(t *testing.T) {
 		t.Fatalf("the warning is logged although the route is there: %q", routes)
 	}
 }
+
+// readmeJSONConfig returns the README's complete JSON configuration.
+func readmeJSONConfig(t *testing.T) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range strings.Split(string(readme), "```json\n")[1:] {
+		if src := b[:strings.Index(b, "```")]; strings.Contains(src, `"apps"`) {
+			return src
+		}
+	}
+	t.Fatal("the README has no complete JSON configuration")
+	return ""
+}
+
+// TestE2EReadmeJSONConfig loads the README's complete JSON configuration
+// through the admin API's /load, with only what a test must change (the
+// admin and listen addresses, the log, the JWKS and backend addresses):
+// a token of the issuer reaches the backend, a request without one gets
+// a challenge whose resource_metadata URL serves the document, and no
+// missing-metadata warning is logged.
+func TestE2EReadmeJSONConfig(t *testing.T) {
+	key := devtools.MustGenerateKey("RS256")
+	jwksSrv := devtools.NewJWKSServer(key)
+	defer jwksSrv.Close()
+	rec, echo := startEcho(t)
+	logPath := filepath.Join(t.TempDir(), "readme.log")
+	var cfg map[string]any
+	src := strings.NewReplacer(
+		"https://auth.example.com/.well-known/jwks.json", jwksSrv.JWKSURL(),
+		`"127.0.0.1:9000"`, fmt.Sprintf("%q", echo),
+		`"listen": [":443"]`, `"listen": [":9080"], "automatic_https": {"disable": true}`,
+	).Replace(readmeJSONConfig(t))
+	if err := json.Unmarshal([]byte(src), &cfg); err != nil {
+		t.Fatalf("the README's JSON configuration: %v", err)
+	}
+	cfg["admin"] = map[string]any{"listen": "localhost:2999"}
+	cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{"level": "DEBUG",
+		"writer": map[string]any{"output": "file", "filename": logPath}}}}
+	cfg["apps"].(map[string]any)["http"].(map[string]any)["http_port"] = 9080
+	out, _ := json.Marshal(cfg)
+	startCaddyFresh(t, string(out), "json")
+
+	do := func(method, path, token string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, e2eBase+path, strings.NewReader(toolsList))
+		req.Host = "mcp.example.com"
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		return send(t, req)
+	}
+	resp, _ := do(http.MethodPost, "/mcp", "")
+	const metadataURL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+metadataURL+`"`) {
+		t.Fatalf("without a token: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	resp, body := do(http.MethodGet, "/.well-known/oauth-protected-resource/mcp", "")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"resource":"https://mcp.example.com/mcp"`) || !strings.Contains(body, `"authorization_servers":["https://auth.example.com"]`) {
+		t.Fatalf("the metadata document: %d %s", resp.StatusCode, body)
+	}
+	tok := key.MustToken(devtools.TokenOptions{Issuer: "https://auth.example.com", Audience: []string{"https://mcp.example.com/mcp"},
+		Scopes: []string{"mcp:read"}, Claims: map[string]any{"client_id": "readme-client"}})
+	remember(tok)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, body = do(http.MethodPost, "/mcp", tok)
+		if resp.StatusCode != 503 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the key set loads in the background at a first start
+	}
+	if resp.StatusCode != 200 || rec.Last().Get("X-MCP-Client") != "readme-client" {
+		t.Fatalf("a valid token: %d %s (backend saw X-MCP-Client %q)", resp.StatusCode, body, rec.Last().Get("X-MCP-Client"))
+	}
+	if routes := metadataWarnings(t, logPath); len(routes) != 0 {
+		t.Fatalf("the README's configuration logs the missing-metadata warning: %q", routes)
+	}
+}
