@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,7 +152,7 @@ func TestJWKSFileVerifies(t *testing.T) {
 			tok1 := k1.MustToken(devtools.TokenOptions{Audience: []string{"aud"}, ExpiresIn: time.Hour})
 			tok2 := k2.MustToken(devtools.TokenOptions{Audience: []string{"aud"}, ExpiresIn: time.Hour})
 			for i, tok := range []string{tok1, tok2, tok1} {
-				if out := h.core.check(newRequest("Bearer " + tok)); out.err != nil {
+				if out := h.core.check(httptest.NewRecorder(), newRequest("Bearer "+tok)); out.err != nil {
 					t.Fatalf("token %d: %v", i, out.err)
 				}
 			}
@@ -159,16 +160,16 @@ func TestJWKSFileVerifies(t *testing.T) {
 				t.Fatalf("verified-token cache: %+v, want the third request served from it", st)
 			}
 			other := mustKey(t, alg, "k1") // same kid, another key
-			if out := h.core.check(newRequest("Bearer " + other.MustToken(devtools.TokenOptions{Audience: []string{"aud"}, ExpiresIn: time.Hour}))); out.err == nil {
+			if out := h.core.check(httptest.NewRecorder(), newRequest("Bearer "+other.MustToken(devtools.TokenOptions{Audience: []string{"aud"}, ExpiresIn: time.Hour}))); out.err == nil {
 				t.Fatal("a token signed by a key not in the file was accepted")
 			}
 
 			writeJWKS(t, dir, "jwks.json", k2)
 			h2 := provision()
-			if out := h2.core.check(newRequest("Bearer " + tok1)); out.err == nil {
+			if out := h2.core.check(httptest.NewRecorder(), newRequest("Bearer "+tok1)); out.err == nil {
 				t.Fatal("after the reload, a token of the key removed from the file was accepted")
 			}
-			if out := h2.core.check(newRequest("Bearer " + tok2)); out.err != nil {
+			if out := h2.core.check(httptest.NewRecorder(), newRequest("Bearer "+tok2)); out.err != nil {
 				t.Fatalf("after the reload: %v", out.err)
 			}
 		})
