@@ -106,6 +106,7 @@ http://localhost:9080 {
 			t.Fatalf("the status view shows a token or secret:\n%s", body)
 		}
 	}
+	t.Logf("GET %s:\n%s", StatusPath, body)
 	var st Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatalf("%v\n%s", err, body)
