@@ -17,6 +17,17 @@ import (
 func TestMetadataServedCheck(t *testing.T) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
+	// The registry is process-wide: set aside what a running e2e Caddy
+	// registered.
+	metadataHandlers.Lock()
+	saved := metadataHandlers.paths
+	metadataHandlers.paths = map[*MetadataHandler]string{}
+	metadataHandlers.Unlock()
+	defer func() {
+		metadataHandlers.Lock()
+		metadataHandlers.paths = saved
+		metadataHandlers.Unlock()
+	}()
 	cases := []struct {
 		name     string
 		resource ProtectedResource
@@ -63,7 +74,10 @@ func TestMetadataServedCheck(t *testing.T) {
 			}
 		})
 	}
-	if n := len(metadataHandlers.paths); n != 0 {
+	metadataHandlers.Lock()
+	n := len(metadataHandlers.paths)
+	metadataHandlers.Unlock()
+	if n != 0 {
 		t.Fatalf("%d metadata handlers still registered after Cleanup", n)
 	}
 }
