@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,6 +44,7 @@ type core struct {
 	sessions       *sessionStore         // session bindings; nil when off
 	jwksCaches     []jwksRef             // the key sources among pooled
 	config         *prometheus.Registry  // the config this core serves (see startServing)
+	metaChecked    atomic.Bool           // checkMetadataServed ran (metadataserved.go)
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
@@ -97,7 +99,7 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	if msg := spoofableClientIP(ctx); lim != nil && msg != "" {
 		c.logger.Warn(msg)
 	}
-	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient})
+	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient, c.keyFile})
 	if err != nil {
 		return err
 	}
@@ -180,6 +182,7 @@ func (cfg *Config) checkScopes() error {
 type sources struct {
 	jwks          func(jwks.Options) (verifiers.KeySource, error)
 	introspection func(introspection.Options) (*introspection.Client, error)
+	keyFile       func(key string, create func() (*keyFile, error)) (*keyFile, error) // nil: not shared
 }
 
 // policy is one set of JWT rules with its key source.
@@ -196,14 +199,14 @@ func (cfg *Config) policies() ([]policy, error) {
 	if cfg.KeyConfig.count() > 0 {
 		ps = append(ps, policy{issuers: cfg.Issuers, audiences: cfg.audiences(), algorithms: cfg.Algorithms, keys: cfg.KeyConfig})
 	} else if len(cfg.Algorithms) > 0 || (cfg.Introspection == nil && len(cfg.Issuers)+len(cfg.Audiences) > 0) {
-		return nil, errors.New("issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri or discover (or use issuer blocks)")
+		return nil, errors.New("issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri, jwks_file or discover (or use issuer blocks)")
 	}
 	for i, ic := range cfg.IssuerConfigs {
 		if ic.Issuer == "" {
 			return nil, fmt.Errorf("issuer config %d: issuer is required", i+1)
 		}
 		if ic.KeyConfig.count() == 0 {
-			return nil, fmt.Errorf("issuer %s: set one of public_key, hmac_secret, jwks_uri or discover", ic.Issuer)
+			return nil, fmt.Errorf("issuer %s: set one of public_key, hmac_secret, jwks_uri, jwks_file or discover", ic.Issuer)
 		}
 		algs := ic.Algorithms
 		if len(algs) == 0 {
@@ -217,7 +220,7 @@ func (cfg *Config) policies() ([]policy, error) {
 
 func (k KeyConfig) count() int {
 	n := 0
-	for _, set := range []bool{k.PublicKey != "", k.HMACSecret != "", k.JWKSURI != "", k.Discover} {
+	for _, set := range []bool{k.PublicKey != "", k.HMACSecret != "", k.JWKSURI != "", k.JWKSFile != "", k.Discover} {
 		if set {
 			n++
 		}
@@ -284,7 +287,7 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, g guards, src sources) (*ver
 		chain.OpaqueScopes = cfg.Introspection.RequiredScopes
 	}
 	if chain.JWT == nil && chain.Static == nil && chain.Opaque == nil {
-		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block, introspection or static_token")
+		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, jwks_file, an issuer block, introspection or static_token")
 	}
 	return chain, nil
 }
@@ -372,7 +375,7 @@ func (cfg *Config) buildStatic(repl *caddy.Replacer, g guards) (*verifiers.Stati
 func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sources) (verifiers.KeySource, error) {
 	k := p.keys
 	if k.count() > 1 {
-		return nil, errors.New("public_key, hmac_secret, jwks_uri and discover are mutually exclusive")
+		return nil, errors.New("public_key, hmac_secret, jwks_uri, jwks_file and discover are mutually exclusive")
 	}
 	switch {
 	case k.PublicKey != "":
@@ -391,6 +394,8 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sourc
 			return nil, err
 		}
 		return verifiers.NewStaticKey([]byte(secret)), nil
+	case k.JWKSFile != "":
+		return keyFileSource(repl, k.JWKSFile, src.keyFile)
 	}
 	opts := jwks.Options{
 		RefreshInterval: time.Duration(cfg.JWKSCacheTTL),
@@ -436,6 +441,10 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources)
 	if err := g.audience("jwt", p.audiences); err != nil {
 		return nil, err
 	}
+	algs, err := fileAlgorithms(keys, p.algorithms)
+	if err != nil {
+		return nil, err
+	}
 	skew := verifiers.DefaultClockSkew
 	if cfg.ClockSkew != nil {
 		skew = time.Duration(*cfg.ClockSkew)
@@ -443,7 +452,7 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources)
 	v, err := verifiers.NewJWT(verifiers.JWTConfig{
 		Issuers:    replaceAll(repl, p.issuers),
 		Audiences:  replaceAll(repl, p.audiences),
-		Algorithms: p.algorithms,
+		Algorithms: algs,
 		Keys:       keys,
 		ClockSkew:  skew,
 		TokenType:  cfg.TokenType,

@@ -102,6 +102,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    public_key      <pem-or-file>
 //	    hmac_secret     <secret>
 //	    jwks_uri        <url>
+//	    jwks_file       <path>
 //	    discover
 //	    jwks_cache_ttl  <duration>
 //	    jwks_timeout    <duration>
@@ -149,14 +150,14 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    cors_preflight         on|off
 //	    max_body               <size>
 //	    issuer <iss> {
-//	        public_key | hmac_secret | jwks_uri <...> | discover
+//	        public_key | hmac_secret | jwks_uri | jwks_file <...> | discover
 //	        audience        <aud> [<aud>...]
 //	        algorithms      <alg> [<alg>...]
 //	        required_scopes <scope> [<scope>...]
 //	    }
 //	}
 //
-// One key source (public_key, hmac_secret, jwks_uri or discover) per
+// One key source (public_key, hmac_secret, jwks_uri, jwks_file or discover) per
 // policy: the top level is one policy, each issuer block another. public_key
 // takes inline PEM (a heredoc works: public_key <<PEM ... PEM) or a file
 // path. Secrets should come from {env.*}, {$VAR} or {file.*} placeholders.

@@ -357,7 +357,9 @@ func (c *core) challenge(r *http.Request, err error) string {
 		params = append(params, param("scope", strings.Join(scopes, " ")))
 	}
 	if !c.noMetadata {
-		params = append(params, param("resource_metadata", c.resource.MetadataURL(r)))
+		u := c.resource.MetadataURL(r)
+		c.checkMetadataServed(r, u)
+		params = append(params, param("resource_metadata", u))
 	}
 	if len(params) == 0 {
 		return "Bearer"

@@ -12,7 +12,7 @@ import (
 )
 
 // KeyConfig says where the keys that verify JWTs come from: exactly one of
-// a public key, an HMAC secret, a JWKS endpoint, or discovery.
+// a public key, an HMAC secret, a JWKS endpoint, a JWKS file, or discovery.
 type KeyConfig struct {
 	// A PEM public key (PKIX PUBLIC KEY, PKCS#1 RSA PUBLIC KEY or an X.509
 	// CERTIFICATE; RSA of 2048 bits or more, ECDSA P-256/384/521, or
@@ -31,6 +31,13 @@ type KeyConfig struct {
 	// jwks_throttle) when a token names an unknown kid. Must be https
 	// when ENVIRONMENT=production.
 	JWKSURI string `json:"jwks_uri,omitempty"`
+
+	// The path of a local JSON Web Key Set file (such as the jwks.json of
+	// `caddy mcp-token keygen`), read at start and on every config reload.
+	// Its keys are vetted as a fetched set's are; symmetric (oct) keys for
+	// HS256/384/512 are allowed here only, never from a URL. Default
+	// algorithms: those of its keys.
+	JWKSFile string `json:"jwks_file,omitempty"`
 
 	// Discover the JWKS URL from the issuer's metadata
 	// (/.well-known/oauth-authorization-server, then
