@@ -215,8 +215,12 @@ func TestUnknownKidDuringFaults(t *testing.T) {
 			if _, err := v.Verify(context.Background(), mint(newKey(t, "RS256", "other"))); !errors.Is(err, verifiers.ErrUnavailable) {
 				t.Fatalf("another kid, stale set: %v", err)
 			}
-			if f.hits.Load() != hits {
-				t.Fatal("the throttle window was not respected")
+			// (The background retry, on a real 1 s back-off, may fetch once
+			// meanwhile on a loaded machine; a request-made refetch inside
+			// the window would be more. The strict throttle count is
+			// TestCacheUnknownKidFlood's, on an injected clock.)
+			if got := f.hits.Load(); got > hits+1 {
+				t.Fatalf("the throttle window was not respected: %d fetches", got-hits)
 			}
 			if _, err := v.Verify(context.Background(), mint(k1)); err != nil {
 				t.Fatalf("the known kid during the outage: %v", err)
