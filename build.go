@@ -33,10 +33,12 @@ type core struct {
 	limiter        *limiter.Limiter // nil when rate limiting is off
 	metrics        *metrics         // nil without a metrics registry
 	logger         *zap.Logger
-	pooled         []pooledRef           // the shared caches this config holds
-	tokens         *verifiers.TokenCache // verified JWTs; nil when off
-	jwksCaches     []jwksRef             // the key sources among pooled
-	config         *prometheus.Registry  // the config this core serves (see startServing)
+	pooled         []pooledRef            // the shared caches this config holds
+	tokens         *verifiers.TokenCache  // verified JWTs; nil when off
+	dpop           *verifiers.DPoPChecker // DPoP proofs; nil when dpop is off
+	dpopRequired   bool                   // only DPoP-bound tokens are accepted
+	jwksCaches     []jwksRef              // the key sources among pooled
+	config         *prometheus.Registry   // the config this core serves (see startServing)
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
@@ -69,6 +71,9 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.resource = cfg.metadata()
 	c.noMetadata = len(c.resource.AuthorizationServers) == 0 && cfg.KeyConfig.count() == 0 &&
 		len(cfg.IssuerConfigs) == 0 && cfg.Introspection == nil && !cfg.FromEnv
+	if err := c.provisionDPoP(cfg); err != nil {
+		return err
+	}
 	lim, err := c.rateLimiter(cfg)
 	if err != nil {
 		return err

@@ -210,6 +210,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				c.MaxBody = int64(n)
 			}
+		case "dpop", "dpop_algorithms", "dpop_window":
+			err = c.parseDPoPOption(d, sub)
 		case "introspection":
 			p.introTok = &tok
 			err = c.parseIntrospection(d)

@@ -91,7 +91,7 @@ func (c *core) check(r *http.Request) (out outcome) {
 // (past the limiter when limit is set) by the verifiers. An accepted token
 // is removed from the request unless forward_token is set.
 func (c *core) authenticate(r *http.Request, limit bool) outcome {
-	token, err := bearerToken(r)
+	token, dpop, err := c.credentials(r) // Bearer, or DPoP (dpop.go)
 	if err != nil {
 		c.logRejection(err, "", nil)
 		return outcome{kind: verifiers.KindNone, err: err}
@@ -121,6 +121,13 @@ func (c *core) authenticate(r *http.Request, limit bool) outcome {
 		}
 	}
 	out.kind, out.token = out.accepted.Kind, token
+	// 5. sender constraint (dpop.go): a key-bound token's proof, on every
+	// request, cached token or not.
+	if err := c.senderConstraint(r, token, dpop, out.accepted.Token); err != nil {
+		c.logRejection(err, token, out.accepted.Token)
+		out.tok, out.err, out.accepted = out.accepted.Token, err, nil
+		return out
+	}
 	if !c.forwardToken {
 		r.Header.Del("Authorization")
 	}
@@ -298,7 +305,7 @@ func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	hdr := w.Header()
 	switch {
 	case out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden || out.Code == "invalid_request":
-		hdr.Set("WWW-Authenticate", c.challenge(r, err))
+		hdr.Set("WWW-Authenticate", c.challenges(r, err)) // Bearer and DPoP (dpop.go)
 	case out.Status == http.StatusServiceUnavailable:
 		hdr.Set("Retry-After", strconv.Itoa(5))
 	case out.Status == http.StatusTooManyRequests:

@@ -194,6 +194,9 @@ type Config struct {
 	// (RFC 7662). With JWT key sources configured too, a token shaped like
 	// a JWS goes to JWT verification and any other token to introspection.
 	Introspection *IntrospectionConfig `json:"introspection,omitempty"`
+
+	// DPoP-bound access tokens (RFC 9449). Default: allowed.
+	DPoP *DPoPConfig `json:"dpop,omitempty"`
 }
 
 // RateLimitConfig limits failed authentication attempts per client
