@@ -210,7 +210,7 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				c.MaxBody = int64(n)
 			}
-		case "dpop", "dpop_algorithms", "dpop_window":
+		case "dpop", "dpop_algorithms", "dpop_window", "dpop_nonce":
 			err = c.parseDPoPOption(d, sub)
 		case "introspection":
 			p.introTok = &tok

@@ -44,6 +44,17 @@ type DPoPConfig struct {
 	// at most 1h.
 	Window caddy.Duration `json:"window,omitempty"`
 
+	// A key (at least 32 bytes; placeholders such as {env.DPOP_NONCE_KEY}
+	// are resolved once) that turns on server nonces (RFC 9449 §8): every
+	// proof must carry a nonce the server issued, answered with
+	// use_dpop_nonce and a DPoP-Nonce header when it does not. Nonces are
+	// stateless (time and HMAC), so instances sharing the key accept each
+	// other's. Default: no nonces.
+	NonceKey string `json:"nonce_key,omitempty"`
+
+	// How long a server nonce is accepted. Default: 5m; at most 1h.
+	NonceLifetime caddy.Duration `json:"nonce_lifetime,omitempty"`
+
 	// The size of the replay cache of proof identifiers (jti) kept in
 	// memory. Default: 100000.
 	ReplayCacheSize int `json:"replay_cache_size,omitempty"`
@@ -83,6 +94,12 @@ func (c *core) provisionDPoP(cfg *Config) error {
 		return err
 	}
 	opts.Replay = replay
+	if dc := cfg.DPoP; dc != nil && dc.NonceKey != "" {
+		key := caddy.NewReplacer().ReplaceKnown(dc.NonceKey, "")
+		if opts.Nonces, err = verifiers.NewHMACNonces([]byte(key), time.Duration(dc.NonceLifetime), nil); err != nil {
+			return err
+		}
+	}
 	c.dpop, err = verifiers.NewDPoPChecker(opts)
 	return err
 }
@@ -185,6 +202,15 @@ func isDPoPError(code string) bool {
 	return code == "invalid_dpop_proof" || code == "use_dpop_nonce"
 }
 
+// setChallenges sets WWW-Authenticate (see challenges) and, when a nonce
+// is required, a fresh DPoP-Nonce.
+func (c *core) setChallenges(hdr http.Header, r *http.Request, err error) {
+	hdr.Set("WWW-Authenticate", c.challenges(r, err))
+	if c.dpop != nil && c.dpop.Nonces() != nil && errors.Is(err, verifiers.ErrUseNonce) {
+		hdr.Set("DPoP-Nonce", c.dpop.Nonces().Nonce())
+	}
+}
+
 // challenges is the WWW-Authenticate value: the Bearer challenge (unless
 // DPoP is required) and the DPoP one (unless DPoP is off), the error on
 // the scheme the client used, or on DPoP for a proof error.
@@ -226,7 +252,7 @@ func (cfg *Config) dpopMetadata(pr *ProtectedResource) {
 	pr.DPoPBoundRequired = pr.DPoPBoundRequired || cfg.dpopMode() == DPoPRequired
 }
 
-// parseDPoPOption reads dpop, dpop_algorithms and dpop_window.
+// parseDPoPOption reads dpop, dpop_algorithms, dpop_window and dpop_nonce.
 func (cfg *Config) parseDPoPOption(d *caddyfile.Dispenser, sub string) error {
 	if cfg.DPoP == nil {
 		cfg.DPoP = new(DPoPConfig)
@@ -246,6 +272,22 @@ func (cfg *Config) parseDPoPOption(d *caddyfile.Dispenser, sub string) error {
 	case "dpop_window":
 		if err := parseDuration(d, &cfg.DPoP.Window, verifiers.MaxDPoPWindow); err != nil {
 			return err
+		}
+	case "dpop_nonce":
+		args := d.RemainingArgs()
+		if len(args) < 1 || len(args) > 2 {
+			return d.Errf("dpop_nonce: want <key> [<lifetime>]")
+		}
+		cfg.DPoP.NonceKey = args[0]
+		if len(args) == 2 {
+			dur, err := caddy.ParseDuration(args[1])
+			if err != nil || dur <= 0 || dur > verifiers.MaxDPoPWindow {
+				return d.Errf("dpop_nonce: lifetime %q is not a duration up to 1h", args[1])
+			}
+			cfg.DPoP.NonceLifetime = caddy.Duration(dur)
+		}
+		if !strings.Contains(args[0], "{") && len(args[0]) < verifiers.MinNonceKey {
+			return d.Errf("dpop_nonce: the key must be at least %d bytes", verifiers.MinNonceKey)
 		}
 	}
 	if err := cfg.DPoP.validate(); err != nil {

@@ -49,15 +49,20 @@ func newDPoPClient(t *testing.T) *dpopClient {
 	return &dpopClient{key: k, jwk: jwk, jkt: jkt}
 }
 
-// proof signs a fresh proof for method, url and token.
-func (c *dpopClient) proof(t *testing.T, method, url, token string) string {
+// proof signs a fresh proof for method, url and token, with a server
+// nonce when one is given.
+func (c *dpopClient) proof(t *testing.T, method, url, token string, nonce ...string) string {
 	t.Helper()
 	c.n++
 	ath := sha256.Sum256([]byte(token))
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+	claims := jwt.MapClaims{
 		"jti": "jti-" + string(rune('a'+c.n%26)) + time.Now().Format(time.RFC3339Nano), "htm": method, "htu": url,
 		"iat": time.Now().Unix(), "ath": base64.RawURLEncoding.EncodeToString(ath[:]),
-	})
+	}
+	if len(nonce) > 0 {
+		claims["nonce"] = nonce[0]
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	tok.Header["typ"], tok.Header["jwk"] = "dpop+jwt", c.jwk
 	s, err := tok.SignedString(c.key)
 	if err != nil {
@@ -85,6 +90,10 @@ func dpopToken(t *testing.T, jkt string) string {
 // newDPoPCore is a core with JWT verification, the token cache and DPoP
 // in mode.
 func newDPoPCore(t *testing.T, mode string) *core {
+	return newDPoPCoreWith(t, &DPoPConfig{Mode: mode, Algorithms: []string{"ES256"}})
+}
+
+func newDPoPCoreWith(t *testing.T, dc *DPoPConfig) *core {
 	t.Helper()
 	v, err := verifiers.NewJWT(verifiers.JWTConfig{Keys: verifiers.NewStaticKey(dpopSecret), Algorithms: []string{"HS256"}})
 	if err != nil {
@@ -95,7 +104,7 @@ func newDPoPCore(t *testing.T, mode string) *core {
 		t.Fatal(err)
 	}
 	c := &core{verifier: v, tokens: tokens, logger: zap.NewNop(), maxBody: DefaultMaxBody, noMetadata: true}
-	if err := c.provisionDPoP(&Config{DPoP: &DPoPConfig{Mode: mode, Algorithms: []string{"ES256"}}}); err != nil {
+	if err := c.provisionDPoP(&Config{DPoP: dc}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.release() })
@@ -221,6 +230,10 @@ func TestDPoPCaddyfile(t *testing.T) {
 		{"symmetric algorithm", "mcp_token {\n dpop_algorithms HS256\n}", nil, `"HS256"`},
 		{"window over an hour", "mcp_token {\n dpop_window 2h\n}", nil, "dpop_window"},
 		{"dpop without its argument", "mcp_token {\n dpop\n}", nil, "argument"},
+		{"nonce key and lifetime", "mcp_token {\n hmac_secret " + string(dpopSecret) + "\n dpop_nonce {env.K} 2m\n}",
+			&DPoPConfig{NonceKey: "{env.K}", NonceLifetime: 120_000_000_000}, ""},
+		{"short nonce key", "mcp_token {\n dpop_nonce short\n}", nil, "at least 32 bytes"},
+		{"nonce lifetime over an hour", "mcp_token {\n dpop_nonce {env.K} 2h\n}", nil, "up to 1h"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,5 +283,43 @@ func TestDPoPMetadata(t *testing.T) {
 				t.Fatalf("metadata %s, want %s", got, want)
 			}
 		})
+	}
+}
+
+// TestDPoPNonceRoundTrip: with dpop_nonce, a proof without a nonce gets
+// use_dpop_nonce and a DPoP-Nonce; a proof carrying it passes, also at
+// another instance holding the same key.
+func TestDPoPNonceRoundTrip(t *testing.T) {
+	const url = "http://example.com/mcp"
+	dc := &DPoPConfig{Algorithms: []string{"ES256"}, NonceKey: "{env.MCP_DPOP_TEST_NONCE_KEY}"}
+	t.Setenv("MCP_DPOP_TEST_NONCE_KEY", "a nonce key shared by instances!")
+	first, second := newDPoPCoreWith(t, dc), newDPoPCoreWith(t, dc)
+	client := newDPoPClient(t)
+	token := dpopToken(t, client.jkt)
+	send := func(c *core, proof string) *httptest.ResponseRecorder {
+		r := newRequest("DPoP " + token)
+		r.Host = "example.com"
+		r.Header.Set("DPoP", proof)
+		w := httptest.NewRecorder()
+		next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { w.WriteHeader(200); return nil })
+		if err := (&Handler{module{core: c}}).ServeHTTP(w, r, next); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w := send(first, client.proof(t, "POST", url, token))
+	nonce := w.Header().Get("DPoP-Nonce")
+	want := `Bearer, DPoP algs="ES256", error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"`
+	if w.Code != 401 || nonce == "" || w.Header().Get("WWW-Authenticate") != want {
+		t.Fatalf("no nonce: %d %q nonce %q", w.Code, w.Header().Get("WWW-Authenticate"), nonce)
+	}
+	if w := send(first, client.proof(t, "POST", url, token, nonce)); w.Code != 200 {
+		t.Fatalf("with the nonce: %d %q", w.Code, w.Header().Get("WWW-Authenticate"))
+	}
+	if w := send(second, client.proof(t, "POST", url, token, nonce)); w.Code != 200 {
+		t.Fatalf("with the nonce at another instance: %d %q", w.Code, w.Header().Get("WWW-Authenticate"))
+	}
+	if w := send(first, client.proof(t, "POST", url, token, "forged"+nonce[6:])); w.Code != 401 || w.Header().Get("DPoP-Nonce") == "" {
+		t.Fatalf("forged nonce: %d", w.Code)
 	}
 }

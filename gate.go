@@ -305,7 +305,7 @@ func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	hdr := w.Header()
 	switch {
 	case out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden || out.Code == "invalid_request":
-		hdr.Set("WWW-Authenticate", c.challenges(r, err)) // Bearer and DPoP (dpop.go)
+		c.setChallenges(hdr, r, err) // Bearer and DPoP, DPoP-Nonce (dpop.go)
 	case out.Status == http.StatusServiceUnavailable:
 		hdr.Set("Retry-After", strconv.Itoa(5))
 	case out.Status == http.StatusTooManyRequests:
@@ -317,7 +317,7 @@ func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Header.Get("Origin") != "" {
 		// Browser clients must be able to read the challenge.
 		hdr.Set("Access-Control-Allow-Origin", "*")
-		hdr.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
+		hdr.Set("Access-Control-Expose-Headers", "WWW-Authenticate, DPoP-Nonce")
 	}
 	code := out.Code
 	if code == "" {
