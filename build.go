@@ -17,6 +17,7 @@ import (
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 )
 
 // core is the provisioned state shared by the handler and the provider.
@@ -26,6 +27,8 @@ type core struct {
 	forwardToken   bool
 	rules          scopeRules
 	maxBody        int64
+	bodyTimeout    time.Duration       // BodyTimeout; tests shorten it
+	bodies         *semaphore.Weighted // the body budget (bodyBudget)
 	corsPreflight  bool
 	resource       ProtectedResource
 	noMetadata     bool             // no metadata is published: challenges name none (see checkAuthorizationServers)
@@ -35,6 +38,7 @@ type core struct {
 	logger         *zap.Logger
 	pooled         []pooledRef            // the shared caches this config holds
 	tokens         *verifiers.TokenCache  // verified JWTs; nil when off
+	sessions       *sessionStore          // session bindings; nil when off
 	dpop           *verifiers.DPoPChecker // DPoP proofs; nil when dpop is off
 	dpopRequired   bool                   // only DPoP-bound tokens are accepted
 	jwksCaches     []jwksRef              // the key sources among pooled
@@ -67,6 +71,10 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		c.filterLists = *cfg.FilterLists
 	}
 	c.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
+	if c.maxBody < 0 || c.maxBody > MaxMaxBody {
+		return fmt.Errorf("max_body: %d bytes out of range (at most %d)", c.maxBody, MaxMaxBody)
+	}
+	c.bodyTimeout, c.bodies = BodyTimeout, bodyBudget
 	c.corsPreflight = cfg.CORSPreflight == nil || *cfg.CORSPreflight
 	c.resource = cfg.metadata()
 	c.noMetadata = len(c.resource.AuthorizationServers) == 0 && cfg.KeyConfig.count() == 0 &&
@@ -79,11 +87,20 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		return err
 	}
 	c.limiter = lim
+	if c.sessions, err = c.sessionStore(cfg); err != nil {
+		return err
+	}
+	if msg := spoofableClientIP(ctx); lim != nil && msg != "" {
+		c.logger.Warn(msg)
+	}
 	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient})
 	if err != nil {
 		return err
 	}
 	c.verifier = chain
+	if err := guardsFor(cfg).resource(cfg.Resource); err != nil {
+		return err
+	}
 	if chain.JWT != nil {
 		if c.tokens, err = cfg.TokenCache.build(); err != nil {
 			return err
@@ -305,11 +322,15 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src source
 	if err := g.audience("introspection", auds); err != nil {
 		return nil, err
 	}
+	requireAud, err := g.requireAudience(ic.RequireAudience, auds)
+	if err != nil {
+		return nil, err
+	}
 	rules := introspection.Rules{
 		Issuers:         replaceAll(repl, orList(ic.Issuers, cfg.Issuers)),
 		Audiences:       replaceAll(repl, auds),
 		RequireIssuer:   ic.RequireIssuer,
-		RequireAudience: ic.RequireAudience,
+		RequireAudience: requireAud,
 		// RequiredScopes: checked by the chain, after scope_implies.
 		ClockSkew: verifiers.DefaultClockSkew,
 	}
@@ -371,6 +392,7 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sourc
 		RefreshInterval: time.Duration(cfg.JWKSCacheTTL),
 		Timeout:         time.Duration(cfg.JWKSTimeout),
 		Throttle:        time.Duration(cfg.JWKSThrottle),
+		Client:          g.jwksClient(time.Duration(cfg.JWKSTimeout)),
 		MaxWait:         time.Duration(cfg.JWKSMaxWait),
 	}
 	if k.JWKSURI != "" {

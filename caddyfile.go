@@ -2,6 +2,7 @@ package mcptoken
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	matcherSet, err := h.ExtractMatcherSet()
 	if err != nil {
 		return nil, err
+	}
+	if err := checkCoverage(matcherSet); err != nil {
+		return nil, fmt.Errorf("%w, at %s:%d", err, start.File, start.Line)
 	}
 	handler := new(Handler)
 	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
@@ -111,6 +115,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    from_env
 //	    rate_limit      <max_attempts> <window> | off
 //	    token_cache     <size> [<ttl>] | off
+//	    bind_sessions   on | off | <size> [<ttl>]
 //	    static_token    <token> <client_id> [<scope>...]
 //	    introspection <url> {
 //	        client_id          <id>
@@ -124,7 +129,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	        issuer             <iss> [<iss>...]
 //	        audience           <aud> [<aud>...]
 //	        require_issuer
-//	        require_audience
+//	        require_audience   [on|off]
 //	        required_scopes    <scope> [<scope>...]
 //	    }
 //	    resource               <uri>
@@ -205,8 +210,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var v string
 			if v, err = singleArg(d); err == nil {
 				n, perr := humanize.ParseBytes(v)
-				if perr != nil || n == 0 || n > 1<<30 {
-					return d.Errf("max_body: %q is not a size between 1B and 1GiB (for example 1MiB)", v)
+				if perr != nil || n == 0 || n > MaxMaxBody {
+					return d.Errf("max_body: %q is not a size between 1B and 16MiB (for example 1MiB)", v)
 				}
 				c.MaxBody = int64(n)
 			}
@@ -245,6 +250,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = c.parseRateLimit(d)
 		case "token_cache":
 			err = c.parseTokenCache(d)
+		case "bind_sessions":
+			err = c.parseBindSessions(d)
 		case "production":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -324,6 +331,32 @@ func (c *Config) parseTokenCache(d *caddyfile.Dispenser) error {
 		tc.TTL = caddy.Duration(ttl)
 	}
 	c.TokenCache = tc
+	return nil
+}
+
+// parseBindSessions reads `bind_sessions on|off` or `bind_sessions <size> [<ttl>]`.
+func (c *Config) parseBindSessions(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && (args[0] == "off" || args[0] == "on"):
+		c.BindSessions = &SessionBindingConfig{Disabled: args[0] == "off"}
+		return nil
+	case len(args) < 1 || len(args) > 2:
+		return d.Errf("bind_sessions: want on, off, or <size> [<ttl>] (for example 100000 24h)")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 || n > 10_000_000 {
+		return d.Errf("bind_sessions: size %q is not a number of sessions between 1 and 10000000", args[0])
+	}
+	sc := &SessionBindingConfig{Size: n}
+	if len(args) == 2 {
+		ttl, err := caddy.ParseDuration(args[1])
+		if err != nil || ttl <= 0 {
+			return d.Errf("bind_sessions: ttl %q is not a positive duration (for example 24h)", args[1])
+		}
+		sc.TTL = caddy.Duration(ttl)
+	}
+	c.BindSessions = sc
 	return nil
 }
 

@@ -87,15 +87,24 @@ func (c *Config) parseIntrospection(d *caddyfile.Dispenser) error {
 			ic.Audiences, err = appendArgs(d, ic.Audiences)
 		case "required_scopes":
 			ic.RequiredScopes, err = appendScopes(d, ic.RequiredScopes)
-		case "require_issuer", "require_audience":
+		case "require_issuer":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			if sub == "require_issuer" {
-				ic.RequireIssuer = true
-			} else {
-				ic.RequireAudience = true
+			ic.RequireIssuer = true
+		case "require_audience":
+			on := true
+			if d.NextArg() {
+				if v := d.Val(); v == "off" || v == "on" {
+					on = v == "on"
+				} else {
+					return d.Errf("require_audience: %q, want on or off", v)
+				}
+				if d.NextArg() {
+					return d.ArgErr()
+				}
 			}
+			ic.RequireAudience = &on
 		default:
 			return d.Errf("introspection: unrecognized subdirective '%s'", sub)
 		}

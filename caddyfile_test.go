@@ -32,6 +32,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	skew := func(d time.Duration) *caddy.Duration { c := caddy.Duration(d); return &c }
+	on := true
 	cases := []struct {
 		name  string
 		input string
@@ -144,7 +145,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					ClientSecret: "{env.INTROSPECTION_SECRET}", AuthMethod: "post",
 					Timeout: caddy.Duration(5 * time.Second), CacheTTL: skew(0),
 					NegativeCacheTTL: caddy.Duration(2 * time.Second), CacheSize: 5000,
-					Issuers: []string{"https://as.example.com"}, RequireIssuer: true, RequireAudience: true,
+					Issuers: []string{"https://as.example.com"}, RequireIssuer: true, RequireAudience: &on,
 					RequiredScopes: []string{"mcp:read"},
 				},
 			},

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
 // Two mistakes a new user makes with discovery, caught when the Caddyfile
@@ -118,7 +119,13 @@ func siteKey(h httpcaddyfile.Helper) (key string, ok bool) {
 // Caddyfile directive refuses that configuration, but a JSON route to
 // mcp_token_metadata (or issuers that only from_env supplies) can still
 // publish such a document, which no client can use.
+//
+// Under ENVIRONMENT=production it refuses metadata without resource: it
+// would be derived from the request's Host header.
 func (m *MetadataHandler) Provision(ctx caddy.Context) error {
+	if err := (guards{production: verifiers.IsProduction()}).resource(m.Resource); err != nil {
+		return err
+	}
 	if len(m.AuthorizationServers) == 0 {
 		ctx.Logger().Warn("protected-resource metadata names no authorization server: MCP clients cannot discover where to get a token; set authorization_servers")
 	}

@@ -67,10 +67,7 @@ func TestDiscoveryConfigErrorsCaddyAdapt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the caddy command")
 	}
-	bin := filepath.Join(t.TempDir(), "caddy")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/caddy").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := caddyBinary(t)
 	cases := []struct{ name, src, want string }{
 		{"no authorization server", "example.com {\n\tmcp_token /mcp* {\n\t\thmac_secret {env.S}\n\t}\n}\n", "or `authorization_servers <url>`, at Caddyfile:2"},
 		{"second mcp_token", "example.com {\n\tmcp_token /mcp* {\n\t\thmac_secret {env.S}\n\t\tissuer https://a\n\t}\n\tmcp_token /mcp* {\n\t\tjwks_uri https://b/jwks\n\t\tissuer https://b\n\t}\n}\n", "`issuer <iss> { ... }` block per issuer, at Caddyfile:6"},

@@ -210,7 +210,10 @@ func reached(t *testing.T, rec *mcpdemo.Recorder, before, want int, what string)
 // No keep-alive: tests reload Caddy often, and a reload closes idle
 // connections, which a POST racing it would see as EOF (clients retry;
 // a test should not have to).
-var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+// ExpectContinueTimeout lets a test send a large body with
+// "Expect: 100-continue", so that an early refusal (413 before the body
+// is read) arrives as an answer rather than a reset connection.
+var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, ExpectContinueTimeout: 5 * time.Second}}
 
 // send does req with httpClient and returns the response with its body read.
 func send(t *testing.T, req *http.Request) (*http.Response, string) {

@@ -3,14 +3,73 @@ package mcptoken
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/mcptoken/caddy-mcp-token/devtools"
 )
+
+// caddyBinary builds ./cmd/caddy once per test process, for tests that
+// run the caddy command as a user would.
+func caddyBinary(t *testing.T) string {
+	t.Helper()
+	caddyBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "mcp-token-caddy-")
+		if err != nil {
+			caddyBin.err = err
+			return
+		}
+		caddyBin.path = filepath.Join(dir, "caddy")
+		if out, err := exec.Command("go", "build", "-o", caddyBin.path, "./cmd/caddy").CombinedOutput(); err != nil {
+			caddyBin.err = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+		}
+	})
+	if caddyBin.err != nil {
+		t.Fatal(caddyBin.err)
+	}
+	return caddyBin.path
+}
+
+var caddyBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// TestCaddyfileExampleValidates follows the example's first lines: with
+// the three secrets it names in place, `caddy validate` accepts it, and
+// without one it names what is missing.
+func TestCaddyfileExampleValidates(t *testing.T) {
+	bin := caddyBinary(t)
+	dir := t.TempDir()
+	kp := devtools.MustGenerateKey("ES256")
+	pemText, _ := kp.PublicPEM()
+	keyFile := filepath.Join(dir, "public.pem")
+	if err := os.WriteFile(keyFile, []byte(pemText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	validate := func(env ...string) (string, error) {
+		cmd := exec.Command(bin, "validate", "--config", "Caddyfile.example", "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	env := []string{"MCP_HMAC_SECRET=" + strings.Repeat("s", 64), "INTROSPECTION_SECRET=the-client-secret-of-mcp-gateway", "PARTNER_PUBLIC_KEY_FILE=" + keyFile}
+	if out, err := validate(env...); err != nil || !strings.Contains(out, "Valid configuration") {
+		t.Fatalf("Caddyfile.example does not validate with its environment: %v\n%s", err, out)
+	}
+	if out, err := validate(env[1:]...); err == nil || !strings.Contains(out, "MCP_HMAC_SECRET is unset or empty") {
+		t.Fatalf("without MCP_HMAC_SECRET: %v\n%s", err, out)
+	}
+}
 
 // TestCaddyfileExampleAdapts keeps Caddyfile.example true to the code: it
 // must adapt, and every mcp_token block must become the handler.

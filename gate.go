@@ -19,6 +19,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/limiter"
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -31,9 +33,10 @@ import (
 //	 4. the failed-attempt limiter (misses)  │
 //	 5. the verifiers; the cache remembers   │
 //	 6. the token removed from the request ──┘
-//	 7. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go,
+//	 7. the session: bound to another principal → 404 (sessions.go)
+//	 8. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go,
 //	    mcpheaders.go)
-//	 8. the response to a list request, filtered (listfilter.go)
+//	 9. the response to a list request, filtered (listfilter.go)
 //
 // and the one place that turns an outcome into an HTTP answer (refuse),
 // a challenge (challenge), a log line (logRejection) and a metric.
@@ -45,13 +48,14 @@ type outcome struct {
 	accepted *verifiers.CachedToken
 	// tok is the identity of a token whose signature verified but that a
 	// later rule refused (for logs); nil otherwise.
-	tok   *verifiers.AccessToken
-	token string        // the bearer token, for the log line's hash; never logged
-	kind  string        // the verifier that judged the token
-	took  time.Duration // time spent verifying; 0 on a cache hit
-	cache cacheResult
-	err   error
-	lists []listKind // list methods whose results are filtered; nil: none
+	tok     *verifiers.AccessToken
+	session sessionState  // the request's session, when bind_sessions is on
+	token   string        // the bearer token, for the log line's hash; never logged
+	kind    string        // the verifier that judged the token
+	took    time.Duration // time spent verifying; 0 on a cache hit
+	cache   cacheResult
+	err     error
+	lists   []listKind // list methods whose results are filtered; nil: none
 }
 
 // cacheResult says what the verified-token cache did for a request.
@@ -64,17 +68,25 @@ const (
 )
 
 // check runs every rule of the handler on the request.
-func (c *core) check(r *http.Request) (out outcome) {
+func (c *core) check(w http.ResponseWriter, r *http.Request) (out outcome) {
 	defer func() { c.metrics.observe(out) }()
 	if hasQueryToken(r) {
 		return outcome{kind: verifiers.KindNone, err: verifiers.ErrTokenInQuery}
 	}
 	out = c.authenticate(r, true)
 	if out.err != nil {
-		c.widenScopeError(r, &out) // one challenge names every scope needed (scopeimplies.go)
+		c.widenScopeError(w, r, &out) // one challenge names every scope needed (scopeimplies.go)
 		return out
 	}
-	needed, calls, err := c.inspect(r)
+	var err error
+	if c.sessions != nil {
+		out.session, err = c.checkSession(r, out.accepted.Extra.(*userVars).principal)
+	}
+	var needed []string
+	var calls []mcprpc.Call
+	if err == nil {
+		needed, calls, err = c.inspect(w, r)
+	}
 	if err == nil && len(needed) > len(c.requiredScopes) {
 		err = verifiers.RequireScopes(out.accepted.Token, needed)
 	}
@@ -83,7 +95,7 @@ func (c *core) check(r *http.Request) (out outcome) {
 		out.tok, out.err = out.accepted.Token, err
 		return out
 	}
-	out.lists = c.listKinds(calls) // 8. the list results filtered (listfilter.go)
+	out.lists = c.listKinds(calls) // 9. the list results filtered (listfilter.go)
 	return out
 }
 
@@ -103,7 +115,7 @@ func (c *core) authenticate(r *http.Request, limit bool) outcome {
 		// client behind a shared address cannot lock out the others.
 		var addr string
 		if limit && c.limiter != nil {
-			addr = clientAddress(r)
+			addr = limiter.Key(clientAddress(r))
 			if limited, retry := c.limiter.Limited(addr); limited {
 				return outcome{kind: verifiers.KindNone, err: &rateLimitError{retry: retry}}
 			}
@@ -141,7 +153,7 @@ func (c *core) verifyToken(r *http.Request, token string) outcome {
 	tok, kind, err := c.verify(r, token)
 	out := outcome{kind: kind, took: time.Since(start), tok: tok, err: err}
 	if err == nil {
-		out.accepted = c.tokens.Put(token, kind, tok, newUserVars(tok))
+		out.accepted = c.tokens.Put(token, kind, tok, newUserVars(tok, token))
 		out.tok = nil
 	}
 	return out
@@ -159,12 +171,6 @@ func (c *core) verify(r *http.Request, token string) (*verifiers.AccessToken, st
 	}
 	tok, err := c.verifier.Verify(ctx, token)
 	return tok, verifiers.KindNone, err
-}
-
-// hasQueryToken reports an access_token query parameter (RFC 6750 §2.3
-// is refused: URLs end up in logs and histories).
-func hasQueryToken(r *http.Request) bool {
-	return strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token")
 }
 
 // bearerToken extracts the bearer token from the Authorization header, the
@@ -232,12 +238,6 @@ type rateLimitError struct{ retry time.Duration }
 func (e *rateLimitError) Error() string        { return fmt.Sprintf("rate limited for %s", e.retry) }
 func (e *rateLimitError) Is(target error) bool { return target == verifiers.ErrRateLimited }
 
-// isPreflight reports a CORS preflight request.
-func isPreflight(r *http.Request) bool {
-	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
-		r.Header.Get("Access-Control-Request-Method") != ""
-}
-
 // userVarNames are the {http.auth.user.*} placeholders of an accepted
 // token, in the order of userVars.values.
 var userVarNames = [...]string{
@@ -248,13 +248,14 @@ var userVarNames = [...]string{
 // userVars are a token's placeholder values, computed once per token and
 // kept with it in the token cache, so a hit builds nothing.
 type userVars struct {
-	values [len(userVarNames)]any
-	meta   map[string]string // the provider's caddyauth.User.Metadata; read-only
+	values    [len(userVarNames)]any
+	meta      map[string]string // the provider's caddyauth.User.Metadata; read-only
+	principal [32]byte          // who the token speaks for (session binding)
 }
 
-func newUserVars(tok *verifiers.AccessToken) *userVars {
+func newUserVars(tok *verifiers.AccessToken, token string) *userVars {
 	meta := userMetadata(tok)
-	v := &userVars{meta: meta}
+	v := &userVars{meta: meta, principal: principalOf(tok, token)}
 	v.values[0] = tok.ClientID
 	for i, name := range userVarNames[1:] {
 		v.values[i+1] = meta[strings.TrimPrefix(name, "http.auth.user.")]

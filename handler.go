@@ -17,8 +17,9 @@ func init() {
 // in {http.auth.user.*} placeholders, or answers itself: 401 with an RFC
 // 6750 challenge for a missing or bad token, 403 insufficient_scope for a
 // valid token without the required scopes, 400 invalid_request for a
-// malformed Authorization header, and 503 when the token cannot be checked
-// (never a pass, never a 401).
+// malformed Authorization header, 404 for an MCP session bound to another
+// principal, and 503 when the token cannot be checked (never a pass, never
+// a 401).
 type Handler struct {
 	module
 }
@@ -37,15 +38,17 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	c := h.core
 	if c.corsPreflight && isPreflight(r) {
-		return next.ServeHTTP(w, r)
+		answerPreflight(w, r)
+		return nil
 	}
-	out := c.check(r)
+	out := c.check(w, r)
 	if out.err != nil {
 		c.refuse(w, r, out.err)
 		return nil
 	}
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	out.accepted.Extra.(*userVars).set(repl)
+	vars := out.accepted.Extra.(*userVars)
+	vars.set(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
+	w = c.watchSession(w, r, out.session, vars.principal)
 	if lw := c.filterList(w, r, out); lw != nil {
 		return lw.finish(next.ServeHTTP(lw, r))
 	}

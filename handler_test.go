@@ -302,7 +302,8 @@ func TestProvisionJWKSProductionGuards(t *testing.T) {
 	}
 	// A good https endpoint provisions without touching the network, and
 	// Cleanup releases it.
-	h := &Handler{module{Config: Config{KeyConfig: KeyConfig{JWKSURI: "https://idp.example.invalid/jwks"}, Audiences: []string{"mcp-api"}}}}
+	h := &Handler{module{Config: Config{KeyConfig: KeyConfig{JWKSURI: "https://idp.example.invalid/jwks"}, Audiences: []string{"mcp-api"},
+		ProtectedResource: ProtectedResource{Resource: "https://mcp.example.invalid/mcp"}}}}
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}

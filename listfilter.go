@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -46,14 +47,14 @@ var listKinds = [...]listKind{
 
 // listKinds returns the list methods among calls whose results are
 // filtered; nil when filtering is off or there are none.
-func (c *core) listKinds(calls []rpcCall) []listKind {
+func (c *core) listKinds(calls []mcprpc.Call) []listKind {
 	if !c.filterLists {
 		return nil
 	}
 	var out []listKind
 	for _, call := range calls {
 		for _, k := range listKinds {
-			if call.method == k.method && !containsKind(out, k) {
+			if call.Method == k.method && !containsKind(out, k) {
 				out = append(out, k)
 			}
 		}

@@ -53,6 +53,7 @@ func serve(t *testing.T, c *core, body string, reqHeaders map[string]string, nex
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
 	r.Header.Set("Authorization", "Bearer abc")
+	r.Header.Set("Content-Type", "application/json")
 	for k, v := range reqHeaders {
 		r.Header.Set(k, v)
 	}
@@ -284,6 +285,7 @@ func BenchmarkListFilter(b *testing.B) {
 			for b.Loop() {
 				r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(listReq))
 				r.Header.Set("Authorization", "Bearer abc")
+				r.Header.Set("Content-Type", "application/json")
 				r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
 				w := httptest.NewRecorder()
 				if err := h.ServeHTTP(w, r, next); err != nil || w.Code != 200 {
@@ -324,6 +326,7 @@ func TestListFilterStreamsOtherEvents(t *testing.T) {
 	defer srv.Close()
 	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(listReq))
 	req.Header.Set("Authorization", "Bearer abc")
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)

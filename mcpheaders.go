@@ -1,7 +1,6 @@
 package mcptoken
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -72,9 +72,13 @@ func namedMethod(method string) bool {
 
 // check compares the headers with the parsed body. Every failure is a
 // *headerError (HTTP 400, JSON-RPC -32020).
-func (m mcpHeaders) check(calls []rpcCall, batch bool, body []byte) error {
+func (m mcpHeaders) check(calls []mcprpc.Call, batch bool) error {
 	fail := func(format string, args ...any) error {
-		return &headerError{id: requestID(body, batch), detail: fmt.Sprintf(format, args...)}
+		var id json.RawMessage
+		if !batch && validID(calls[0].ID) {
+			id = calls[0].ID
+		}
+		return &headerError{id: id, detail: fmt.Sprintf(format, args...)}
 	}
 	required := m.required()
 	if !m.present() && !required {
@@ -91,14 +95,14 @@ func (m mcpHeaders) check(calls []rpcCall, batch bool, body []byte) error {
 		return fail("Mcp-Method or Mcp-Name given more than once")
 	}
 	switch {
-	case len(m.method) == 1 && m.method[0] != call.method:
-		return fail("Mcp-Method %q, body method %q", m.method[0], call.method)
-	case len(m.method) == 0 && (len(m.name) > 0 || (required && call.method != "")):
+	case len(m.method) == 1 && m.method[0] != call.Method:
+		return fail("Mcp-Method %q, body method %q", m.method[0], call.Method)
+	case len(m.method) == 0 && (len(m.name) > 0 || (required && call.Method != "")):
 		return fail("missing required Mcp-Method header")
 	}
 	if len(m.name) == 0 {
-		if required && namedMethod(call.method) {
-			return fail("missing required Mcp-Name header for %s", call.method)
+		if required && namedMethod(call.Method) {
+			return fail("missing required Mcp-Name header for %s", call.Method)
 		}
 		return nil
 	}
@@ -106,8 +110,8 @@ func (m mcpHeaders) check(calls []rpcCall, batch bool, body []byte) error {
 	if err != nil {
 		return fail("Mcp-Name: %v", err)
 	}
-	if name != call.name {
-		return fail("Mcp-Name %q, body name %q", name, call.name)
+	if name != call.Name {
+		return fail("Mcp-Name %q, body name %q", name, call.Name)
 	}
 	return nil
 }
@@ -149,21 +153,10 @@ func writeHeaderError(w http.ResponseWriter, r *http.Request, err error) {
 	_, _ = w.Write(body)
 }
 
-// requestID is the id of a single JSON-RPC message, as its raw JSON when
-// it is a string or a number; nil otherwise (answered as null).
-func requestID(body []byte, batch bool) json.RawMessage {
-	if batch {
-		return nil
-	}
-	obj, err := strictObject(bytes.TrimSpace(body))
-	if err != nil {
-		return nil
-	}
-	id := bytes.TrimSpace(obj["id"])
-	if len(id) == 0 || !json.Valid(id) || !(id[0] == '"' || id[0] == '-' || ('0' <= id[0] && id[0] <= '9')) {
-		return nil
-	}
-	return json.RawMessage(id)
+// validID reports an id a JSON-RPC error answer may echo: a string or a
+// number (null, objects and arrays are answered with null).
+func validID(id []byte) bool {
+	return len(id) > 0 && (id[0] == '"' || id[0] == '-' || ('0' <= id[0] && id[0] <= '9'))
 }
 
 // decodeHeaderValue reads an Mcp-Name value as MCP 2026-07-28 sends it

@@ -61,6 +61,7 @@ func TestMcpHeaders(t *testing.T) {
 			h := &Handler{module{core: &core{verifier: fakeVerifier{tok: good}, logger: zap.NewNop(), maxBody: DefaultMaxBody}}}
 			r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(tc.body))
 			r.Header.Set("Authorization", "Bearer abc")
+			r.Header.Set("Content-Type", "application/json")
 			for k, vs := range tc.headers {
 				for _, v := range vs {
 					r.Header.Add(k, v)

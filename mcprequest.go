@@ -2,24 +2,40 @@ package mcptoken
 
 import (
 	"bytes"
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
+	"time"
 
+	"golang.org/x/sync/semaphore"
+
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
-// DefaultMaxBody bounds the JSON-RPC body the handler inspects.
-const DefaultMaxBody = 1 << 20
+// Body inspection limits.
+const (
+	// DefaultMaxBody bounds the JSON-RPC body the handler inspects.
+	DefaultMaxBody = 1 << 20
+	// MaxMaxBody is the largest max_body allowed: MCP requests are small,
+	// and every inspected body is held in memory while it is read.
+	MaxMaxBody = 16 << 20
+	// BodyBudget bounds the bytes of all bodies being read for inspection
+	// at once, in the whole process; a request that would exceed it gets
+	// 503 with Retry-After. A body reserves its Content-Length, or
+	// max_body when the length is not known.
+	BodyBudget = 64 << 20
+	// BodyTimeout bounds the time to receive an inspected body; a client
+	// slower than that gets 408.
+	BodyTimeout = 10 * time.Second
+)
 
-// rpcCall is what the gateway needs from one JSON-RPC message.
-type rpcCall struct {
-	method string // "" for a response
-	name   string // params.name, or params.uri, when a string
-}
+// bodyBudget is the process-wide BodyBudget.
+var bodyBudget = semaphore.NewWeighted(BodyBudget)
 
 // scopeRules are the per-method and per-name scope requirements: tools
 // (tools/call by params.name), prompts (prompts/get by params.name) and
@@ -38,7 +54,7 @@ func (s scopeRules) byName() bool { return len(s.tool)+len(s.prompt)+len(s.resou
 
 // needed is every scope the calls require: the global ones, then each
 // method's, then each called tool's, without repeats.
-func (s scopeRules) needed(global []string, calls []rpcCall) []string {
+func (s scopeRules) needed(global []string, calls []mcprpc.Call) []string {
 	out := slices.Clone(global)
 	add := func(scopes []string) {
 		for _, sc := range scopes {
@@ -48,31 +64,104 @@ func (s scopeRules) needed(global []string, calls []rpcCall) []string {
 		}
 	}
 	for _, c := range calls {
-		add(s.method[c.method])
-		switch c.method {
+		add(s.method[c.Method])
+		switch c.Method {
 		case "tools/call":
-			add(s.tool[c.name])
+			add(s.tool[c.Name])
 		case "prompts/get":
-			add(s.prompt[c.name])
+			add(s.prompt[c.Name])
 		case "resources/read":
-			add(s.resource[c.name])
+			add(s.resource[c.Name])
 		}
 	}
 	return out
 }
 
-// readBody reads the request body up to max bytes and puts it back, byte
-// for byte, for the handlers after this one.
-func readBody(r *http.Request, max int64) ([]byte, error) {
+// hasBody reports a request that carries a body (or may: chunked).
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
+// inspect reads a POST's JSON-RPC body when the rules or the MCP headers
+// need it, checks that Mcp-Method / Mcp-Name agree with it, and returns
+// the scopes the request needs beyond the global ones.
+//
+// The body is read the way every backend reads it or not at all: only
+// application/json in UTF-8 without Content-Encoding (else 415), one
+// JSON-RPC value and nothing after it (mcprpc.Parse). MCP sends bodies
+// with POST only (GET opens a stream, DELETE ends a session), so when
+// there are rules to apply, a body on any other method is refused rather
+// than left unread for a backend that might execute it.
+func (c *core) inspect(w http.ResponseWriter, r *http.Request) ([]string, []mcprpc.Call, error) {
+	mh := readMcpHeaders(r.Header)
+	hasHeaders := mh.present() || mh.required()
+	if c.rules.empty() && !hasHeaders {
+		return c.requiredScopes, nil, nil
+	}
+	if r.Method != http.MethodPost {
+		if hasBody(r) && !c.rules.empty() {
+			return nil, nil, fmt.Errorf("%w: a body on %s (MCP sends bodies with POST only)", verifiers.ErrBadBody, r.Method)
+		}
+		return c.requiredScopes, nil, nil
+	}
+	if err := mcprpc.CheckContentType(r.Header); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", verifiers.ErrUnsupportedMediaType, err)
+	}
+	body, err := c.readBody(w, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	calls, batch, err := mcprpc.Parse(body, mcprpc.Options{})
+	if err != nil {
+		if !c.rules.empty() {
+			return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrBadBody, err)
+		}
+		return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrHeaderMismatch, err)
+	}
+	if err := mh.check(calls, batch); err != nil {
+		return nil, nil, err
+	}
+	return c.rules.needed(c.requiredScopes, calls), calls, nil
+}
+
+// readBody reads the request body up to max_body bytes and puts it back,
+// byte for byte, for the handlers after this one. Reading is bounded in
+// time (BodyTimeout, through the connection's read deadline) and in
+// memory across requests (BodyBudget), so slow, nearly max_body-sized
+// bodies cannot pin the gateway's memory.
+func (c *core) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if r.ContentLength > c.maxBody {
+		return nil, fmt.Errorf("%w: Content-Length %d, more than %d bytes", verifiers.ErrBodyTooLarge, r.ContentLength, c.maxBody)
+	}
+	weight := c.maxBody + 1
+	if r.ContentLength >= 0 {
+		weight = r.ContentLength + 1
+	}
+	budget := cmp.Or(c.bodies, bodyBudget)
+	if !budget.TryAcquire(weight) {
+		return nil, fmt.Errorf("%w: the body budget is in use", verifiers.ErrBusy)
+	}
+	defer budget.Release(weight)
+	rc := http.NewResponseController(w)
+	deadline := c.bodyTimeout > 0 && rc.SetReadDeadline(time.Now().Add(c.bodyTimeout)) == nil
+	body, err := readAll(r.Body, r.ContentLength, c.maxBody)
+	if deadline && err == nil {
+		// Lift it for the rest of the exchange (streams); after a failed
+		// read it stays, so the connection is not kept waiting for the
+		// rest of the body.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("%w: not received within %s", verifiers.ErrBodyTimeout, c.bodyTimeout)
+		}
 		return nil, fmt.Errorf("%w: reading the body: %v", verifiers.ErrBadRequest, err)
 	}
-	if int64(len(body)) > max {
-		return nil, fmt.Errorf("%w: more than %d bytes", verifiers.ErrBodyTooLarge, max)
+	if int64(len(body)) > c.maxBody {
+		return nil, fmt.Errorf("%w: more than %d bytes", verifiers.ErrBodyTooLarge, c.maxBody)
 	}
 	_ = r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -80,116 +169,20 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	return body, nil
 }
 
-// parseCalls reads a JSON-RPC message or batch. Keys are matched exactly
-// (encoding/json would match "METHOD" too) and a duplicated key is
-// refused, so the gateway and the backend cannot read different methods
-// or names from one body.
-func parseCalls(body []byte) ([]rpcCall, bool, error) {
-	body = bytes.TrimSpace(body)
-	if len(body) > 0 && body[0] == '[' {
-		var raw []json.RawMessage
-		if err := json.Unmarshal(body, &raw); err != nil || len(raw) == 0 {
-			return nil, true, errors.New("not a JSON-RPC batch")
-		}
-		calls := make([]rpcCall, 0, len(raw))
-		for _, m := range raw {
-			c, err := parseCall(m)
-			if err != nil {
-				return nil, true, err
-			}
-			calls = append(calls, c)
-		}
-		return calls, true, nil
+// readAll reads at most max+1 bytes of body. With a known length (never
+// more than max here) it reads into one buffer of that size plus the one
+// byte that proves the body ends where it says, instead of growing one.
+func readAll(body io.Reader, length, max int64) ([]byte, error) {
+	if length < 0 {
+		return io.ReadAll(io.LimitReader(body, max+1))
 	}
-	c, err := parseCall(body)
-	return []rpcCall{c}, false, err
-}
-
-func parseCall(msg []byte) (rpcCall, error) {
-	obj, err := strictObject(msg)
-	if err != nil {
-		return rpcCall{}, fmt.Errorf("not a JSON-RPC message: %w", err)
+	buf := make([]byte, length+1)
+	n, err := io.ReadFull(body, buf)
+	switch {
+	case err == io.ErrUnexpectedEOF && int64(n) == length, err == io.EOF && length == 0:
+		return buf[:n], nil
+	case err != nil:
+		return buf[:n], err
 	}
-	var c rpcCall
-	if raw, ok := obj["method"]; ok {
-		if err := json.Unmarshal(raw, &c.method); err != nil {
-			return rpcCall{}, errors.New("method is not a string")
-		}
-	}
-	if raw, ok := obj["params"]; ok && len(bytes.TrimSpace(raw)) > 0 && bytes.TrimSpace(raw)[0] == '{' {
-		params, err := strictObject(raw)
-		if err != nil {
-			return rpcCall{}, fmt.Errorf("params: %w", err)
-		}
-		for _, key := range []string{"name", "uri"} {
-			if v, ok := params[key]; ok {
-				var s string
-				if json.Unmarshal(v, &s) == nil {
-					c.name = s
-					break
-				}
-			}
-		}
-	}
-	return c, nil
-}
-
-// strictObject decodes a JSON object into its members, refusing duplicate
-// keys.
-func strictObject(data []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
-	}
-	out := map[string]json.RawMessage{}
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := kt.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("duplicate key %q", key)
-		}
-		out[key] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data")
-	}
-	return out, nil
-}
-
-// inspect reads a POST's JSON-RPC body when the rules or the MCP headers
-// need it, checks that Mcp-Method / Mcp-Name agree with it, and returns
-// the scopes the request needs beyond the global ones, and the calls read
-// (nil when the body was not read).
-func (c *core) inspect(r *http.Request) ([]string, []rpcCall, error) {
-	mh := readMcpHeaders(r.Header)
-	hasHeaders := mh.present() || mh.required()
-	if r.Method != http.MethodPost || (c.rules.empty() && !hasHeaders) {
-		return c.requiredScopes, nil, nil
-	}
-	body, err := readBody(r, c.maxBody)
-	if err != nil {
-		return nil, nil, err
-	}
-	calls, batch, err := parseCalls(body)
-	if err != nil {
-		if !c.rules.empty() {
-			return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrBadBody, err)
-		}
-		return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrHeaderMismatch, err)
-	}
-	if err := mh.check(calls, batch, body); err != nil {
-		return nil, nil, err
-	}
-	return c.rules.needed(c.requiredScopes, calls), calls, nil
+	return buf[:n], nil // more than Content-Length: net/http never allows it; refused as too large below if over max
 }

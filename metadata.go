@@ -202,7 +202,9 @@ func (MetadataHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP answers GET/HEAD with the metadata and OPTIONS with CORS.
+// ServeHTTP answers GET/HEAD with the metadata and OPTIONS with CORS. A
+// document derived from the request (no resource configured) is sent
+// with Vary: Host and private caching only; a configured one is public.
 func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	hdr := w.Header()
 	hdr.Set("Access-Control-Allow-Origin", "*")
@@ -223,7 +225,14 @@ func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ ca
 		return err
 	}
 	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "public, max-age=3600")
+	if m.Resource != "" {
+		hdr.Set("Cache-Control", "public, max-age=3600")
+	} else {
+		// Derived from the request's scheme and Host: no shared cache
+		// may serve one client's answer to another.
+		hdr.Set("Cache-Control", "private, max-age=3600")
+		hdr.Add("Vary", "Host")
+	}
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
@@ -292,6 +301,7 @@ func (p *ProtectedResource) parseOption(d *caddyfile.Dispenser, sub string) (boo
 
 // Interface guards
 var (
+	_ caddy.Provisioner           = (*MetadataHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MetadataHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*MetadataHandler)(nil)
 )

@@ -190,6 +190,14 @@ type Config struct {
 	// tokens, 5m.
 	TokenCache *TokenCacheConfig `json:"token_cache,omitempty"`
 
+	// Bind MCP sessions to the principal (iss and sub, else client_id) that
+	// received their Mcp-Session-Id from the backend: a request carrying a
+	// session id bound to another principal gets 404 before the backend,
+	// whatever its method. Sessions the gateway never saw (a restart,
+	// another instance) pass. Default: on, 100000 sessions, 24h since last
+	// use. Handler only (the authentication provider cannot see answers).
+	BindSessions *SessionBindingConfig `json:"bind_sessions,omitempty"`
+
 	// Verify opaque tokens with an OAuth 2.0 Token Introspection endpoint
 	// (RFC 7662). With JWT key sources configured too, a token shaped like
 	// a JWS goes to JWT verification and any other token to introspection.
@@ -227,6 +235,18 @@ type TokenCacheConfig struct {
 	// Default: 10000.
 	Size int `json:"size,omitempty"`
 	// Longest time a token is remembered (never past its exp). Default: 5m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+}
+
+// SessionBindingConfig sizes the session bindings; state is shared by
+// every configuration with the same settings and survives reloads.
+type SessionBindingConfig struct {
+	// Turn session binding off.
+	Disabled bool `json:"disabled,omitempty"`
+	// Most sessions remembered (least recently used forgotten first; a
+	// forgotten session passes as never seen). Default: 100000.
+	Size int `json:"size,omitempty"`
+	// Time a binding lives after its last use. Default: 24h.
 	TTL caddy.Duration `json:"ttl,omitempty"`
 }
 
@@ -274,9 +294,15 @@ type IntrospectionConfig struct {
 	// Accepted aud values (any of them). Default: the top-level audiences.
 	Audiences []string `json:"audiences,omitempty"`
 
-	// Refuse results without iss (resp. aud).
-	RequireIssuer   bool `json:"require_issuer,omitempty"`
-	RequireAudience bool `json:"require_audience,omitempty"`
+	// Refuse results without iss.
+	RequireIssuer bool `json:"require_issuer,omitempty"`
+
+	// Refuse results without aud. Default: on whenever an audience (or a
+	// resource, the default audience) is configured, since a result that
+	// names no audience may be a token issued for any service; set false
+	// only for an authorization server that never returns aud. Always on
+	// in production.
+	RequireAudience *bool `json:"require_audience,omitempty"`
 
 	// Scopes introspected tokens must carry, on top of the global ones.
 	RequiredScopes []string `json:"required_scopes,omitempty"`

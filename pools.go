@@ -37,6 +37,12 @@ var introspectionPool = caddy.NewUsagePool()
 // the configuration they protect, so a reload keeps the counts.
 var limiterPool = caddy.NewUsagePool()
 
+// sessionPool holds session bindings, keyed by their settings only: every
+// route shares them (session ids are random and bound with the issuer),
+// and a reload, even one that changes the rest of the configuration,
+// keeps them.
+var sessionPool = caddy.NewUsagePool()
+
 // pooled is a value in one of the pools; stop, if any, runs when the last
 // configuration using it is cleaned up.
 type pooled[T any] struct {
@@ -99,7 +105,17 @@ func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
 	})
 }
 
-// provision builds the verifier chain into c. Placeholders in key material
+// sessionStore takes the shared session bindings for cfg; nil when off.
+func (c *core) sessionStore(cfg *Config) (*sessionStore, error) {
+	size, ttl, on, err := cfg.BindSessions.settings()
+	if !on || err != nil {
+		return nil, err
+	}
+	key := fmt.Sprintf("size=%d ttl=%s", size, ttl)
+	return acquire(c, sessionPool, key, func() (*sessionStore, func(), error) {
+		return newSessionStore(size, ttl), nil, nil
+	})
+}
 
 // release gives back the pooled JWKS caches.
 func (c *core) release() error {
@@ -117,8 +133,8 @@ func (c *core) release() error {
 
 // jwksSource takes the shared cache for opts from the pool.
 func (c *core) jwksSource(opts jwks.Options) (verifiers.KeySource, error) {
-	key := fmt.Sprintf("url=%s discover=%s ttl=%s timeout=%s throttle=%s wait=%s",
-		opts.URL, opts.Issuer, opts.RefreshInterval, opts.Timeout, opts.Throttle, opts.MaxWait)
+	key := fmt.Sprintf("url=%s discover=%s ttl=%s timeout=%s throttle=%s wait=%s guarded=%v",
+		opts.URL, opts.Issuer, opts.RefreshInterval, opts.Timeout, opts.Throttle, opts.MaxWait, opts.Client != nil)
 	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.jwks")
 	cache, err := acquire(c, jwksPool, key, func() (*jwks.Cache, func(), error) {
 		cache, err := jwks.New(opts)

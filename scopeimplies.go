@@ -67,12 +67,12 @@ func (c *Config) parseScopeImplies(d *caddyfile.Dispenser) error {
 // authorization, "Runtime Insufficient Scope Errors" (SEP-2350, aligned
 // with RFC 6750 §3.1): the scope parameter names the scopes the current
 // operation needs, all of them. When the body cannot be read, the challenge stays.
-func (c *core) widenScopeError(r *http.Request, out *outcome) {
+func (c *core) widenScopeError(w http.ResponseWriter, r *http.Request, out *outcome) {
 	var se *verifiers.ScopeError
 	if out.tok == nil || c.rules.empty() || !errors.As(out.err, &se) {
 		return
 	}
-	needed, _, err := c.inspect(r)
+	needed, _, err := c.inspect(w, r)
 	if err != nil {
 		return
 	}

@@ -232,6 +232,11 @@ func (v *Verifier) decide(e entry) (*verifiers.AccessToken, error) {
 		return nil, fmt.Errorf("%w: introspection says inactive", verifiers.ErrInactive)
 	}
 	tok, now, skew := e.tok, v.client.opts.Now(), v.rules.ClockSkew
+	// An exp, nbf or iat out of range (nbf 1e300 would read as the past)
+	// makes the answer malformed, as it makes a JWT.
+	if err := verifiers.CheckTimeClaims(tok.Claims); err != nil {
+		return nil, err
+	}
 	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt.Add(skew)) {
 		return nil, fmt.Errorf("%w: active but exp %s has passed", verifiers.ErrExpired, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	}

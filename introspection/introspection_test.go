@@ -119,6 +119,8 @@ func TestIntrospectionDecisions(t *testing.T) {
 		{"active but expired", answer(activeAnswer(map[string]any{"exp": t0.Add(-2 * time.Minute).Unix()})), nil, verifiers.ErrExpired, 401},
 		{"active, expired within skew", answer(activeAnswer(map[string]any{"exp": t0.Add(-30 * time.Second).Unix()})), nil, nil, 200},
 		{"nbf in the future", answer(activeAnswer(map[string]any{"nbf": t0.Add(5 * time.Minute).Unix()})), nil, verifiers.ErrNotYetValid, 401},
+		{"nbf 1e300 (out of range, not the past)", answer(activeAnswer(map[string]any{"nbf": 1e300})), nil, verifiers.ErrMalformed, 401},
+		{"iat negative", answer(activeAnswer(map[string]any{"iat": -5})), nil, verifiers.ErrMalformed, 401},
 		{"wrong aud", answer(activeAnswer(map[string]any{"aud": "other"})), func(o *Options, r *Rules) { r.Audiences = []string{"mcp-api"} }, verifiers.ErrBadAudience, 401},
 		{"aud list with ours", answer(activeAnswer(map[string]any{"aud": []string{"x", "mcp-api"}})), func(o *Options, r *Rules) { r.Audiences = []string{"mcp-api"} }, nil, 200},
 		{"missing aud allowed", answer(activeAnswer(map[string]any{"aud": nil})), func(o *Options, r *Rules) { r.Audiences = []string{"mcp-api"} }, nil, 200},

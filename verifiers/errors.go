@@ -58,6 +58,19 @@ var (
 	ErrBadBody = errors.New("request body is not JSON-RPC")
 	// ErrBodyTooLarge: the body is larger than the gateway inspects.
 	ErrBodyTooLarge = errors.New("request body too large")
+	// ErrUnsupportedMediaType: a body the gateway inspects is not
+	// application/json in UTF-8 without Content-Encoding, so the backend
+	// could read other characters than the gateway (415).
+	ErrUnsupportedMediaType = errors.New("unsupported media type")
+	// ErrBodyTimeout: an inspected body was not received in time (408).
+	ErrBodyTimeout = errors.New("request body timeout")
+	// ErrBusy: too many bodies are being read for inspection at once (503
+	// with Retry-After; the client may retry, nothing is wrong with it).
+	ErrBusy = errors.New("too many requests being inspected")
+	// ErrSessionNotFound: the request's Mcp-Session-Id is bound to another
+	// principal; for this caller the session does not exist (404, so an
+	// MCP client starts a new session).
+	ErrSessionNotFound = errors.New("session not found")
 	// ErrBadProof: a DPoP proof is missing, malformed, or fails a check of
 	// RFC 9449 §4.3 or §7.1 (method, URI, time, token hash, key).
 	ErrBadProof = errors.New("invalid DPoP proof")
@@ -127,6 +140,9 @@ var outcomes = []struct {
 	{ErrHeaderMismatch, Outcome{"header_mismatch", http.StatusBadRequest, "", "MCP request headers do not match the JSON-RPC body"}},
 	{ErrBadBody, Outcome{"bad_body", http.StatusBadRequest, "", "Request body is not a JSON-RPC message"}},
 	{ErrBodyTooLarge, Outcome{"body_too_large", http.StatusRequestEntityTooLarge, "", "Request body too large"}},
+	{ErrUnsupportedMediaType, Outcome{"unsupported_media_type", http.StatusUnsupportedMediaType, "", "Request body must be application/json in UTF-8, without Content-Encoding"}},
+	{ErrBodyTimeout, Outcome{"body_timeout", http.StatusRequestTimeout, "", "Request body not received in time"}},
+	{ErrBusy, Outcome{"busy", http.StatusServiceUnavailable, "", "Too many requests being inspected; retry later"}},
 	{ErrMalformed, Outcome{"malformed", http.StatusUnauthorized, "invalid_token", "Malformed token"}},
 	{ErrUnsupportedAlgorithm, Outcome{"bad_algorithm", http.StatusUnauthorized, "invalid_token", "Token algorithm not accepted"}},
 	// An unknown kid is described to the client as a signature failure, on
@@ -150,6 +166,7 @@ var outcomes = []struct {
 	{ErrNotBound, Outcome{"dpop_not_bound", http.StatusUnauthorized, "invalid_token", "Token is not bound to a DPoP key"}},
 	{ErrCertMismatch, Outcome{"cert_mismatch", http.StatusUnauthorized, "invalid_token", "Token is bound to another client certificate"}},
 	{ErrInsufficientScope, Outcome{"insufficient_scope", http.StatusForbidden, "insufficient_scope", "Insufficient scope"}},
+	{ErrSessionNotFound, Outcome{"session_not_found", http.StatusNotFound, "", "Session not found"}},
 	{ErrRateLimited, Outcome{"rate_limited", http.StatusTooManyRequests, "", "Too many failed authentication attempts"}},
 	{ErrUnavailable, Outcome{"unavailable", http.StatusServiceUnavailable, "", "Token verification is temporarily unavailable"}},
 }

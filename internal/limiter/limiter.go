@@ -3,6 +3,7 @@
 package limiter
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -22,15 +23,27 @@ type window struct {
 }
 
 // Limiter refuses an address that failed MaxAttempts times within the
-// window that began at its first failure, until that window ends. It
-// tracks at most a fixed number of addresses, forgetting the least
-// recently seen first, so a flood of distinct addresses cannot grow it.
+// window that began at its first failure, until that window ends.
+//
+// Memory is bounded twice. Addresses that are counting but not locked
+// live in an LRU of MaxAddresses entries, so a flood of distinct addresses
+// forgets the least recently seen first. An address that reaches the
+// limit moves to a separate set of locked addresses (also of at most
+// MaxAddresses entries) that nothing evicts: a lock only ends with its
+// window, so flooding the LRU with made-up addresses cannot free a locked
+// address early. When the locked set is full of unexpired locks, a newly
+// locked address stays in the LRU (still refused while it is there).
 type Limiter struct {
 	max    int
+	cap    int
 	window time.Duration
 	mu     sync.Mutex
 	lru    *simplelru.LRU[string, window]
-	now    func() time.Time
+	locked map[string]time.Time // address → end of its lock
+	// nextUnlock is the earliest end in locked, so a full set is only
+	// scanned when a lock can have ended.
+	nextUnlock time.Time
+	now        func() time.Time
 }
 
 // New returns a limiter; zero arguments mean the defaults.
@@ -45,7 +58,25 @@ func New(maxAttempts int, win time.Duration, maxAddresses int) *Limiter {
 		maxAddresses = DefaultMaxAddresses
 	}
 	lru, _ := simplelru.NewLRU[string, window](maxAddresses, nil)
-	return &Limiter{max: maxAttempts, window: win, lru: lru, now: time.Now}
+	return &Limiter{max: maxAttempts, cap: maxAddresses, window: win, lru: lru,
+		locked: map[string]time.Time{}, now: time.Now}
+}
+
+// Key is the limiter's key for a client IP: an IPv4 address (IPv4-mapped
+// IPv6 unmapped) as is, an IPv6 address by its /64, the smallest block a
+// client is usually given, so one client cannot spread its failures over
+// an unlimited supply of addresses. Anything else is used as is.
+func Key(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addr.WithZone("").Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	p, _ := addr.Prefix(64)
+	return p.String()
 }
 
 // SetClock replaces the clock (tests).
@@ -60,12 +91,18 @@ func (l *Limiter) SetClock(now func() time.Time) {
 func (l *Limiter) Limited(addr string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
+	if until, ok := l.locked[addr]; ok {
+		if now.Before(until) {
+			return true, until.Sub(now)
+		}
+		delete(l.locked, addr)
+	}
 	w, ok := l.lru.Peek(addr)
 	if !ok {
 		return false, 0
 	}
 	end := w.start.Add(l.window)
-	now := l.now()
 	if !now.Before(end) {
 		l.lru.Remove(addr)
 		return false, 0
@@ -81,17 +118,50 @@ func (l *Limiter) Fail(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
+	if until, ok := l.locked[addr]; ok && now.Before(until) {
+		return // locked already; its window does not move
+	}
 	w, ok := l.lru.Get(addr)
 	if !ok || !now.Before(w.start.Add(l.window)) {
 		w = window{start: now}
 	}
 	w.failures++
+	if w.failures >= l.max && l.lock(addr, w.start.Add(l.window), now) {
+		l.lru.Remove(addr)
+		return
+	}
 	l.lru.Add(addr, w)
 }
 
-// Len is the number of addresses tracked.
+// lock puts addr in the locked set until until; false when the set is
+// full of unexpired locks.
+func (l *Limiter) lock(addr string, until, now time.Time) bool {
+	if len(l.locked) >= l.cap {
+		if now.Before(l.nextUnlock) {
+			return false
+		}
+		l.nextUnlock = time.Time{}
+		for a, u := range l.locked {
+			if !now.Before(u) {
+				delete(l.locked, a)
+			} else if l.nextUnlock.IsZero() || u.Before(l.nextUnlock) {
+				l.nextUnlock = u
+			}
+		}
+		if len(l.locked) >= l.cap {
+			return false
+		}
+	}
+	l.locked[addr] = until
+	if l.nextUnlock.IsZero() || until.Before(l.nextUnlock) {
+		l.nextUnlock = until
+	}
+	return true
+}
+
+// Len is the number of addresses tracked, counting and locked.
 func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.lru.Len()
+	return l.lru.Len() + len(l.locked)
 }
