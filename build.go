@@ -41,6 +41,8 @@ type core struct {
 	sessions       *sessionStore          // session bindings; nil when off
 	dpop           *verifiers.DPoPChecker // DPoP proofs; nil when dpop is off
 	dpopRequired   bool                   // only DPoP-bound tokens are accepted
+	mtlsOff        bool                   // certificate-bound tokens are refused
+	mtlsRequired   bool                   // only certificate-bound tokens are accepted
 	jwksCaches     []jwksRef              // the key sources among pooled
 	config         *prometheus.Registry   // the config this core serves (see startServing)
 }

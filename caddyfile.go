@@ -217,6 +217,8 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "dpop", "dpop_algorithms", "dpop_window", "dpop_nonce":
 			err = c.parseDPoPOption(d, sub)
+		case "mtls_bound":
+			err = c.parseMTLSBound(d)
 		case "introspection":
 			p.introTok = &tok
 			err = c.parseIntrospection(d)

@@ -77,6 +77,10 @@ func (c *core) provisionDPoP(cfg *Config) error {
 	if err := cfg.DPoP.validate(); err != nil {
 		return err
 	}
+	if err := checkMTLSMode(cfg.MTLSBound); err != nil {
+		return err
+	}
+	c.mtlsOff, c.mtlsRequired = cfg.mtlsMode() == DPoPOff, cfg.mtlsMode() == DPoPRequired
 	mode := cfg.dpopMode()
 	c.dpopRequired = mode == DPoPRequired
 	if mode == DPoPOff {
@@ -144,8 +148,11 @@ func (c *core) credentials(r *http.Request) (token string, dpop bool, err error)
 // every request (the token cache remembers the token, never a proof), and
 // a DPoP-scheme request needs a bound token.
 func (c *core) senderConstraint(r *http.Request, token string, dpop bool, tok *verifiers.AccessToken) error {
-	jkt, _, err := verifiers.Confirmation(tok)
+	jkt, x5t, err := verifiers.Confirmation(tok)
 	if err != nil {
+		return err
+	}
+	if err := c.certConstraint(r, x5t); err != nil { // mtls.go
 		return err
 	}
 	switch {
@@ -240,6 +247,10 @@ func (c *core) challenges(r *http.Request, err error) string {
 // dpopMetadata adds RFC 9449 §5.1 fields to the protected-resource
 // metadata.
 func (cfg *Config) dpopMetadata(pr *ProtectedResource) {
+	if pr.TLSCertBound == nil {
+		bound := cfg.mtlsMode() != DPoPOff
+		pr.TLSCertBound = &bound
+	}
 	if cfg.dpopMode() == DPoPOff {
 		return
 	}

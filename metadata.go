@@ -57,6 +57,10 @@ type ProtectedResource struct {
 	// Advertised as dpop_bound_access_tokens_required. Default: true when
 	// dpop is required.
 	DPoPBoundRequired bool `json:"dpop_bound_access_tokens_required,omitempty"`
+
+	// Advertised as tls_client_certificate_bound_access_tokens (RFC 9728).
+	// Default: true unless mtls_bound is off.
+	TLSCertBound *bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 // configuredPath is the path of the protected resource as configured:
@@ -128,6 +132,9 @@ func (p *ProtectedResource) document(r *http.Request) map[string]any {
 	}
 	if p.DPoPBoundRequired {
 		doc["dpop_bound_access_tokens_required"] = true
+	}
+	if p.TLSCertBound != nil && *p.TLSCertBound {
+		doc["tls_client_certificate_bound_access_tokens"] = true
 	}
 	return doc
 }
