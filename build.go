@@ -81,7 +81,11 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.resource = cfg.metadata()
 	c.noMetadata = len(c.resource.AuthorizationServers) == 0 && cfg.KeyConfig.count() == 0 &&
 		len(cfg.IssuerConfigs) == 0 && cfg.Introspection == nil && !cfg.FromEnv
-	if err := c.provisionDPoP(cfg); err != nil {
+	fleet, err := fleetReplay(ctx) // the global mcp_token app's store (storeapp.go)
+	if err != nil {
+		return err
+	}
+	if err := c.provisionDPoP(cfg, fleet); err != nil {
 		return err
 	}
 	lim, err := c.rateLimiter(cfg)

@@ -72,8 +72,9 @@ func (cfg *Config) dpopMode() string {
 	return cfg.DPoP.Mode
 }
 
-// provisionDPoP builds the proof checker (nil when DPoP is off).
-func (c *core) provisionDPoP(cfg *Config) error {
+// provisionDPoP builds the proof checker (nil when DPoP is off), with the
+// fleet's replay cache when one is given, else a pooled memory one.
+func (c *core) provisionDPoP(cfg *Config, fleet verifiers.ReplayCache) error {
 	if err := cfg.DPoP.validate(); err != nil {
 		return err
 	}
@@ -91,11 +92,14 @@ func (c *core) provisionDPoP(cfg *Config) error {
 	if dc := cfg.DPoP; dc != nil {
 		opts.Algorithms, opts.Window, size = dc.Algorithms, time.Duration(dc.Window), dc.ReplayCacheSize
 	}
-	replay, err := acquire(c, dpopReplayPool, "memory:"+strconv.Itoa(size), func() (verifiers.ReplayCache, func(), error) {
-		return verifiers.NewMemoryReplayCache(size, nil), nil, nil
-	})
-	if err != nil {
-		return err
+	replay, err := fleet, error(nil)
+	if replay == nil {
+		replay, err = acquire(c, dpopReplayPool, "memory:"+strconv.Itoa(size), func() (verifiers.ReplayCache, func(), error) {
+			return verifiers.NewMemoryReplayCache(size, nil), nil, nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	opts.Replay = replay
 	if dc := cfg.DPoP; dc != nil && dc.NonceKey != "" {

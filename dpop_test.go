@@ -106,7 +106,7 @@ func newDPoPCoreWith(t testing.TB, dc *DPoPConfig) *core {
 		t.Fatal(err)
 	}
 	c := &core{verifier: v, tokens: tokens, logger: zap.NewNop(), maxBody: DefaultMaxBody, noMetadata: true}
-	if err := c.provisionDPoP(&Config{DPoP: dc}); err != nil {
+	if err := c.provisionDPoP(&Config{DPoP: dc}, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.release() })

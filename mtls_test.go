@@ -84,7 +84,7 @@ func TestMTLSBoundGate(t *testing.T) {
 			}
 			c := &core{verifier: v, logger: zap.NewNop(), maxBody: DefaultMaxBody, noMetadata: true}
 			t.Cleanup(func() { _ = c.release() })
-			if err := c.provisionDPoP(&Config{MTLSBound: tc.mode}); err != nil {
+			if err := c.provisionDPoP(&Config{MTLSBound: tc.mode}, nil); err != nil {
 				t.Fatal(err)
 			}
 			r := newRequest("Bearer " + tc.token)

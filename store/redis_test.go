@@ -9,62 +9,18 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/testpeers"
 	"github.com/mcptoken/caddy-mcp-token/store"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
-// startRedis starts Debian's redis-server on a free loopback port, without
-// persistence, and stops it when the test ends. It fails (never skips)
-// without redis-server.
-func startRedis(t testing.TB) (url string, stop func()) {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not found (apt-get install redis-server): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(stop)
-	url = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	s, err := store.NewRedis(url, store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Ping(context.Background()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not answer within 10s")
-		}
-		time.Sleep(20 * time.Millisecond) // polling for readiness, bounded by the deadline
-	}
-	return url, stop
-}
+func startRedis(t testing.TB) (string, func()) { return testpeers.StartRedis(t) }
 
 func newRedis(t testing.TB, url string, now func() time.Time) *store.Redis {
 	t.Helper()
