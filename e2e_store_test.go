@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/internal/testpeers"
 	"github.com/mcptoken/caddy-mcp-token/store"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
@@ -98,4 +103,43 @@ func TestStoreGlobalOption(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failingCache is a replay store that is down.
+type failingCache struct{}
+
+func (failingCache) Seen(context.Context, string, time.Time) (bool, error) {
+	return false, errors.New("dial tcp: connection refused")
+}
+
+// TestStoreOutageLogging: a store outage is one WARN per failure streak
+// and an INFO on recovery, however many checks fail.
+func TestStoreOutageLogging(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	cache := &switchCache{}
+	l := loggedReplay{cache, streak.New(zap.New(core), "mcp_token redis store", nil)}
+	for i := 0; i < 5; i++ {
+		cache.down = true
+		if _, err := l.Seen(context.Background(), "k", time.Now()); err == nil {
+			t.Fatal("an outage passed")
+		}
+	}
+	cache.down = false
+	if _, err := l.Seen(context.Background(), "k", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	warns, infos := logs.FilterLevelExact(zapcore.WarnLevel).Len(), logs.FilterLevelExact(zapcore.InfoLevel).Len()
+	if warns != 1 || infos != 1 {
+		t.Fatalf("%d WARN and %d INFO lines, want 1 and 1: %v", warns, infos, logs.All())
+	}
+}
+
+// switchCache fails while down.
+type switchCache struct{ down bool }
+
+func (s *switchCache) Seen(ctx context.Context, key string, until time.Time) (bool, error) {
+	if s.down {
+		return failingCache{}.Seen(ctx, key, until)
+	}
+	return false, nil
 }

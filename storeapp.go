@@ -1,6 +1,7 @@
 package mcptoken
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/store"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
@@ -30,6 +32,7 @@ type App struct {
 
 	redis  *store.Redis
 	logger *zap.Logger
+	outage *streak.Logger // Redis failures: one WARN per streak
 }
 
 // StoreConfig names the shared store.
@@ -56,6 +59,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // does, bounded by the timeout).
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.outage = streak.New(a.logger, "mcp_token redis store", nil)
 	if a.Store == nil || a.Store.Type == "" || a.Store.Type == "memory" {
 		return nil
 	}
@@ -87,7 +91,24 @@ func (a *App) replayCache() verifiers.ReplayCache {
 	if a == nil || a.redis == nil {
 		return nil
 	}
-	return a.redis
+	return loggedReplay{a.redis, a.outage}
+}
+
+// loggedReplay logs the store's failures once per streak (a WARN when
+// they start, an INFO on recovery); each failed check is still a 503.
+type loggedReplay struct {
+	cache  verifiers.ReplayCache
+	outage *streak.Logger
+}
+
+func (l loggedReplay) Seen(ctx context.Context, key string, until time.Time) (bool, error) {
+	seen, err := l.cache.Seen(ctx, key, until)
+	if err != nil {
+		l.outage.Failure(err, zap.String("answer", "503 to DPoP requests (a replay check never passes without the store)"))
+	} else {
+		l.outage.Success()
+	}
+	return seen, err
 }
 
 // fleetReplay is the replay cache of the global mcp_token app when one is
