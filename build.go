@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -33,6 +34,8 @@ type core struct {
 	resource       ProtectedResource
 	noMetadata     bool             // no metadata is published: challenges name none (see checkAuthorizationServers)
 	filterLists    bool             // list results are filtered (listfilter.go)
+	allow          *allowRules      // allow_if rules (policy.go); nil when none
+	audit          *zap.Logger      // the audit logger (audit.go); nil when off
 	limiter        *limiter.Limiter // nil when rate limiting is off
 	metrics        *metrics         // nil without a metrics registry
 	logger         *zap.Logger
@@ -45,6 +48,7 @@ type core struct {
 	mtlsRequired   bool                   // only certificate-bound tokens are accepted
 	jwksCaches     []jwksRef              // the key sources among pooled
 	config         *prometheus.Registry   // the config this core serves (see startServing)
+	metaChecked    atomic.Bool            // checkMetadataServed ran (metadataserved.go)
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
@@ -62,13 +66,20 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 		return err
 	}
 	c.logger = ctx.Logger()
+	var err error
+	if cfg.Audit {
+		c.audit = c.logger.Named("audit")
+	}
 	if err := c.provisionMetrics(ctx); err != nil {
 		return err
 	}
 	c.requiredScopes = cfg.RequiredScopes
 	c.forwardToken = cfg.ForwardToken
 	c.rules = scopeRules{method: cfg.MethodScopes, tool: cfg.ToolScopes, prompt: cfg.PromptScopes, resource: cfg.ResourceScopes}
-	c.filterLists = c.rules.byName()
+	if c.allow, err = newPolicy(cfg.AllowIf); err != nil {
+		return err
+	}
+	c.filterLists = c.rules.byName() || c.allow != nil
 	if cfg.FilterLists != nil {
 		c.filterLists = *cfg.FilterLists
 	}
@@ -99,7 +110,7 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	if msg := spoofableClientIP(ctx); lim != nil && msg != "" {
 		c.logger.Warn(msg)
 	}
-	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient})
+	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient, c.keyFile})
 	if err != nil {
 		return err
 	}
@@ -182,6 +193,7 @@ func (cfg *Config) checkScopes() error {
 type sources struct {
 	jwks          func(jwks.Options) (verifiers.KeySource, error)
 	introspection func(introspection.Options) (*introspection.Client, error)
+	keyFile       func(key string, create func() (*keyFile, error)) (*keyFile, error) // nil: not shared
 }
 
 // policy is one set of JWT rules with its key source.
@@ -198,14 +210,14 @@ func (cfg *Config) policies() ([]policy, error) {
 	if cfg.KeyConfig.count() > 0 {
 		ps = append(ps, policy{issuers: cfg.Issuers, audiences: cfg.audiences(), algorithms: cfg.Algorithms, keys: cfg.KeyConfig})
 	} else if len(cfg.Algorithms) > 0 || (cfg.Introspection == nil && len(cfg.Issuers)+len(cfg.Audiences) > 0) {
-		return nil, errors.New("issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri or discover (or use issuer blocks)")
+		return nil, errors.New("issuer, audience and algorithms need a key: set public_key, hmac_secret, jwks_uri, jwks_file or discover (or use issuer blocks)")
 	}
 	for i, ic := range cfg.IssuerConfigs {
 		if ic.Issuer == "" {
 			return nil, fmt.Errorf("issuer config %d: issuer is required", i+1)
 		}
 		if ic.KeyConfig.count() == 0 {
-			return nil, fmt.Errorf("issuer %s: set one of public_key, hmac_secret, jwks_uri or discover", ic.Issuer)
+			return nil, fmt.Errorf("issuer %s: set one of public_key, hmac_secret, jwks_uri, jwks_file or discover", ic.Issuer)
 		}
 		algs := ic.Algorithms
 		if len(algs) == 0 {
@@ -219,7 +231,7 @@ func (cfg *Config) policies() ([]policy, error) {
 
 func (k KeyConfig) count() int {
 	n := 0
-	for _, set := range []bool{k.PublicKey != "", k.HMACSecret != "", k.JWKSURI != "", k.Discover} {
+	for _, set := range []bool{k.PublicKey != "", k.HMACSecret != "", k.JWKSURI != "", k.JWKSFile != "", k.Discover} {
 		if set {
 			n++
 		}
@@ -286,7 +298,7 @@ func (cfg *Config) buildChain(repl *caddy.Replacer, g guards, src sources) (*ver
 		chain.OpaqueScopes = cfg.Introspection.RequiredScopes
 	}
 	if chain.JWT == nil && chain.Static == nil && chain.Opaque == nil {
-		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, an issuer block, introspection or static_token")
+		return nil, errors.New("no verifier configured: set public_key, hmac_secret, jwks_uri, jwks_file, an issuer block, introspection or static_token")
 	}
 	return chain, nil
 }
@@ -374,7 +386,7 @@ func (cfg *Config) buildStatic(repl *caddy.Replacer, g guards) (*verifiers.Stati
 func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sources) (verifiers.KeySource, error) {
 	k := p.keys
 	if k.count() > 1 {
-		return nil, errors.New("public_key, hmac_secret, jwks_uri and discover are mutually exclusive")
+		return nil, errors.New("public_key, hmac_secret, jwks_uri, jwks_file and discover are mutually exclusive")
 	}
 	switch {
 	case k.PublicKey != "":
@@ -393,6 +405,8 @@ func (cfg *Config) keySource(p policy, repl *caddy.Replacer, g guards, src sourc
 			return nil, err
 		}
 		return verifiers.NewStaticKey([]byte(secret)), nil
+	case k.JWKSFile != "":
+		return keyFileSource(repl, k.JWKSFile, src.keyFile)
 	}
 	opts := jwks.Options{
 		RefreshInterval: time.Duration(cfg.JWKSCacheTTL),
@@ -438,6 +452,10 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources)
 	if err := g.audience("jwt", p.audiences); err != nil {
 		return nil, err
 	}
+	algs, err := fileAlgorithms(keys, p.algorithms)
+	if err != nil {
+		return nil, err
+	}
 	skew := verifiers.DefaultClockSkew
 	if cfg.ClockSkew != nil {
 		skew = time.Duration(*cfg.ClockSkew)
@@ -445,7 +463,7 @@ func (cfg *Config) newJWT(p policy, repl *caddy.Replacer, g guards, src sources)
 	v, err := verifiers.NewJWT(verifiers.JWTConfig{
 		Issuers:    replaceAll(repl, p.issuers),
 		Audiences:  replaceAll(repl, p.audiences),
-		Algorithms: p.algorithms,
+		Algorithms: algs,
 		Keys:       keys,
 		ClockSkew:  skew,
 		TokenType:  cfg.TokenType,

@@ -102,6 +102,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    public_key      <pem-or-file>
 //	    hmac_secret     <secret>
 //	    jwks_uri        <url>
+//	    jwks_file       <path>
 //	    discover
 //	    jwks_cache_ttl  <duration>
 //	    jwks_timeout    <duration>
@@ -144,17 +145,19 @@ func matcherPath(set caddy.ModuleMap) string {
 //	    resource_scopes        <uri> <scope...>
 //	    scope_implies          <broad> <narrow> [<narrow>...]
 //	    filter_lists           on|off
+//	    allow_if               <cel-expression>
+//	    audit
 //	    cors_preflight         on|off
 //	    max_body               <size>
 //	    issuer <iss> {
-//	        public_key | hmac_secret | jwks_uri <...> | discover
+//	        public_key | hmac_secret | jwks_uri | jwks_file <...> | discover
 //	        audience        <aud> [<aud>...]
 //	        algorithms      <alg> [<alg>...]
 //	        required_scopes <scope> [<scope>...]
 //	    }
 //	}
 //
-// One key source (public_key, hmac_secret, jwks_uri or discover) per
+// One key source (public_key, hmac_secret, jwks_uri, jwks_file or discover) per
 // policy: the top level is one policy, each issuer block another. public_key
 // takes inline PEM (a heredoc works: public_key <<PEM ... PEM) or a file
 // path. Secrets should come from {env.*}, {$VAR} or {file.*} placeholders.
@@ -195,6 +198,13 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseScopeRule(d, &c.PromptScopes)
 		case "resource_scopes":
 			err = parseScopeRule(d, &c.ResourceScopes)
+		case "allow_if":
+			err = c.parseAllowIf(d)
+		case "audit":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c.Audit = true
 		case "filter_lists":
 			c.FilterLists, err = parseOnOff(d)
 		case "cors_preflight":
@@ -381,5 +391,20 @@ func parseScopeRule(d *caddyfile.Dispenser, rules *map[string][]string) error {
 		}
 	}
 	(*rules)[args[0]] = args[1:]
+	return nil
+}
+
+// parseAllowIf reads `allow_if <cel-expression>`: one argument (quote it
+// with backticks, or use a heredoc), compiled and type-checked here so
+// that a bad expression fails `caddy adapt` with its line.
+func (c *Config) parseAllowIf(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return d.Errf("allow_if: want one CEL expression, quoted with backticks (allow_if `\"ops\" in claims.groups`), got %d arguments", len(args))
+	}
+	if _, _, err := compileRule(args[0]); err != nil {
+		return d.Errf("allow_if: %v", err)
+	}
+	c.AllowIf = append(c.AllowIf, args[0])
 	return nil
 }

@@ -142,7 +142,7 @@ func (c *Config) parseIssuer(d *caddyfile.Dispenser, p *parseState) error {
 		sub := d.Val()
 		handled, err := p.policyOption(d, sub, &ic.KeyConfig, &ic.Audiences, &ic.Algorithms, &ic.RequiredScopes, &keyTok)
 		if !handled {
-			return d.Errf("issuer block: unrecognized subdirective '%s' (allowed: public_key, hmac_secret, jwks_uri, discover, audience, algorithms, required_scopes)", sub)
+			return d.Errf("issuer block: unrecognized subdirective '%s' (allowed: public_key, hmac_secret, jwks_uri, jwks_file, discover, audience, algorithms, required_scopes)", sub)
 		}
 		if err != nil {
 			return err
@@ -174,9 +174,9 @@ func (p *parseState) policyOption(d *caddyfile.Dispenser, sub string, keys *KeyC
 		if *algorithms, err = appendArgs(d, *algorithms); err == nil {
 			err = checkAlgorithms(d, *algorithms)
 		}
-	case "public_key", "hmac_secret", "jwks_uri", "discover":
+	case "public_key", "hmac_secret", "jwks_uri", "jwks_file", "discover":
 		if *keyTok != nil {
-			return true, d.Errf("%s: one key source per policy (public_key, hmac_secret, jwks_uri or discover); one is already set at line %d", sub, (*keyTok).Line)
+			return true, d.Errf("%s: one key source per policy (public_key, hmac_secret, jwks_uri, jwks_file or discover); one is already set at line %d", sub, (*keyTok).Line)
 		}
 		tok := d.Token()
 		*keyTok = &tok
@@ -197,6 +197,8 @@ func (p *parseState) policyOption(d *caddyfile.Dispenser, sub string, keys *KeyC
 			err = checkPublicKey(d, v)
 		case "hmac_secret":
 			keys.HMACSecret = v
+		case "jwks_file":
+			keys.JWKSFile = v
 		case "jwks_uri":
 			keys.JWKSURI = v
 			if !hasPlaceholder(v) {
@@ -302,6 +304,9 @@ func probeKeys(k KeyConfig) KeyConfig {
 	}
 	if hasPlaceholder(k.JWKSURI) {
 		k.JWKSURI = "https://placeholder.invalid/jwks"
+	}
+	if hasPlaceholder(k.JWKSFile) {
+		k.JWKSFile = probeKeyFile
 	}
 	return k
 }

@@ -339,6 +339,15 @@ func readToken(cmd *cobra.Command, arg string) (string, error) {
 	return tok, nil
 }
 
+// emit writes v as indented JSON with --json, else as text.
+func emit(cmd *cobra.Command, asJSON bool, v any, text func(io.Writer)) error {
+	if asJSON {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	text(cmd.OutOrStdout())
+	return nil
+}
+
 // printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
@@ -688,13 +697,8 @@ func runVerify(cmd *cobra.Command, a []string) error {
 			configErrors++
 		}
 	}
-	w := cmd.OutOrStdout()
-	if asJSON {
-		if err := printJSON(w, out); err != nil {
-			return err
-		}
-	} else {
-		printVerify(w, results)
+	if err := emit(cmd, asJSON, out, func(w io.Writer) { printVerify(w, results) }); err != nil {
+		return err
 	}
 	switch {
 	case out.Accepted:
@@ -1123,13 +1127,8 @@ func runJWKS(cmd *cobra.Command, a []string) error {
 	if in == nil {
 		return refused("no JWK Set from %s: %w", target, errors.Join(errs...))
 	}
-	w := cmd.OutOrStdout()
-	if asJSON {
-		if err := printJSON(w, in); err != nil {
-			return err
-		}
-	} else {
-		printInspection(w, in)
+	if err := emit(cmd, asJSON, in, func(w io.Writer) { printInspection(w, in) }); err != nil {
+		return err
 	}
 	if in.Usable == 0 {
 		return refused("mcp_token would not load this key set: %s", in.SetError)

@@ -129,6 +129,7 @@ func (m *MetadataHandler) Provision(ctx caddy.Context) error {
 	if len(m.AuthorizationServers) == 0 {
 		ctx.Logger().Warn("protected-resource metadata names no authorization server: MCP clients cannot discover where to get a token; set authorization_servers")
 	}
+	m.register() // see metadataserved.go
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package mcptoken
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -54,26 +53,11 @@ func startExpressBackend(t *testing.T) *expressBackend {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if line, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- line
-			}
-		}
-		close(ready)
-	}()
-	select {
-	case line, ok := <-ready:
-		var info struct{ Addr string }
-		if !ok || json.Unmarshal([]byte(line), &info) != nil {
-			t.Fatalf("the Express MCP server did not start (%q)", line)
-		}
-		b.addr = info.Addr
-	case <-time.After(30 * time.Second):
-		t.Fatal("the Express MCP server did not start within 30s")
+	var info struct{ Addr string }
+	if err := testpeers.ReadyLine(stdout, 30*time.Second, &info); err != nil {
+		t.Fatalf("the Express MCP server: %v", err)
 	}
+	b.addr = info.Addr
 	return b
 }
 

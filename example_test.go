@@ -119,9 +119,13 @@ func TestReadmeJSONProvisions(t *testing.T) {
 		var probe struct {
 			Handler   string                     `json:"handler"`
 			Providers map[string]json.RawMessage `json:"providers"`
+			Apps      json.RawMessage            `json:"apps"`
 		}
 		if err := json.Unmarshal([]byte(src), &probe); err != nil {
 			t.Fatalf("README JSON example %d: %v", i+1, err)
+		}
+		if probe.Apps != nil {
+			continue // a whole configuration: loaded by TestE2EReadmeJSONConfig
 		}
 		var mod interface {
 			caddy.Provisioner

@@ -3,6 +3,7 @@ package mcptoken
 import (
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,4 +58,61 @@ func FuzzCaddyfile(f *testing.F) {
 		var c Config
 		_ = c.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
 	})
+}
+
+// FuzzInspect: the body inspector with any method, Content-Type,
+// Content-Encoding and body either refuses the request or has read it as
+// the backend would: a POST of application/json in UTF-8 without an
+// encoding, one JSON-RPC value, its deploy calls requiring deploy:write.
+func FuzzInspect(f *testing.F) {
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy"}}`
+	for _, s := range [][4]string{
+		{"POST", "application/json", "", call},
+		{"POST", "application/json; charset=utf-7", "", call},
+		{"POST", "application/json", "gzip", call},
+		{"PUT", "application/json", "", call},
+		{"DELETE", "", "", call},
+		{"POST", "text/plain", "", `{"method":"tools/list"}`},
+		{"POST", "application/json;charset=UTF-8", "identity", "[" + call + "]"},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	f.Fuzz(func(t *testing.T, method, contentType, encoding, body string) {
+		if !validMethod(method) {
+			return
+		}
+		r := httptest.NewRequest(method, "/mcp", strings.NewReader(body))
+		r.Header.Set("Content-Type", contentType)
+		if encoding != "" {
+			r.Header.Set("Content-Encoding", encoding)
+		}
+		needed, calls, err := rulesCore().inspect(httptest.NewRecorder(), r)
+		if err != nil {
+			return
+		}
+		if body != "" && method != "POST" {
+			t.Fatalf("a %s body was passed on unread", method)
+		}
+		if method == "POST" && body != "" && calls == nil {
+			t.Fatal("a POST body passed without being parsed")
+		}
+		for _, c := range calls {
+			if c.Method == "tools/call" && c.Name == "deploy" && !slices.Contains(needed, "deploy:write") {
+				t.Fatalf("deploy passed without deploy:write: %v", needed)
+			}
+		}
+	})
+}
+
+// validMethod reports an HTTP method token httptest.NewRequest accepts.
+func validMethod(m string) bool {
+	if m == "" || len(m) > 16 {
+		return false
+	}
+	for _, c := range m {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
 }

@@ -35,11 +35,13 @@ import (
 //	 6. the token removed from the request ──┘
 //	 7. the session: bound to another principal → 404 (sessions.go)
 //	 8. MCP inspection: method and tool scopes, Mcp-* headers (mcprequest.go,
-//	    mcpheaders.go)
+//	    mcpheaders.go), then the allow_if rules (policy.go)
 //	 9. the response to a list request, filtered (listfilter.go)
 //
 // and the one place that turns an outcome into an HTTP answer (refuse),
-// a challenge (challenge), a log line (logRejection) and a metric.
+// a challenge (challenge), a log line (logRejection) and a metric; the
+// handler then sets the placeholders of every outcome (setPlaceholders,
+// placeholders.go) and writes its audit line (auditDecision, audit.go).
 
 // outcome is what happened to one request.
 type outcome struct {
@@ -55,7 +57,8 @@ type outcome struct {
 	took    time.Duration // time spent verifying; 0 on a cache hit
 	cache   cacheResult
 	err     error
-	lists   []listKind // list methods whose results are filtered; nil: none
+	lists   []listKind    // list methods whose results are filtered; nil: none
+	calls   []mcprpc.Call // the body's calls; nil when it was not read
 }
 
 // cacheResult says what the verified-token cache did for a request.
@@ -87,8 +90,12 @@ func (c *core) check(w http.ResponseWriter, r *http.Request) (out outcome) {
 	if err == nil {
 		needed, calls, err = c.inspect(w, r)
 	}
+	out.calls = calls
 	if err == nil && len(needed) > len(c.requiredScopes) {
 		err = verifiers.RequireScopes(out.accepted.Token, needed)
+	}
+	if err == nil {
+		err = c.allow.allows(out.accepted.Token, r, calls) // allow_if rules (policy.go)
 	}
 	if err != nil {
 		c.logRejection(err, out.token, out.accepted.Token)
@@ -117,10 +124,11 @@ func (c *core) authenticate(r *http.Request, limit bool) outcome {
 		if limit && c.limiter != nil {
 			addr = limiter.Key(clientAddress(r))
 			if limited, retry := c.limiter.Limited(addr); limited {
-				return outcome{kind: verifiers.KindNone, err: &rateLimitError{retry: retry}}
+				return outcome{kind: verifiers.KindNone, token: token, err: &rateLimitError{retry: retry}}
 			}
 		}
 		out = c.verifyToken(r, token)
+		out.token = token
 		if c.tokens != nil {
 			out.cache = cacheMiss
 		}
@@ -251,23 +259,25 @@ type userVars struct {
 	values    [len(userVarNames)]any
 	meta      map[string]string // the provider's caddyauth.User.Metadata; read-only
 	principal [32]byte          // who the token speaks for (session binding)
+	tok       *verifiers.AccessToken
+	lookup    caddy.ReplacerFunc // v.get, made once so that serving it allocates nothing
 }
 
 func newUserVars(tok *verifiers.AccessToken, token string) *userVars {
 	meta := userMetadata(tok)
-	v := &userVars{meta: meta, principal: principalOf(tok, token)}
+	v := &userVars{meta: meta, principal: principalOf(tok, token), tok: tok}
 	v.values[0] = tok.ClientID
 	for i, name := range userVarNames[1:] {
 		v.values[i+1] = meta[strings.TrimPrefix(name, "http.auth.user.")]
 	}
+	v.lookup = v.get
 	return v
 }
 
-// set puts the values in the request's replacer.
+// set serves the values, and every claim, from the request's replacer
+// (placeholders.go): lazily, so a request that uses none pays nothing.
 func (v *userVars) set(repl *caddy.Replacer) {
-	for i, name := range userVarNames {
-		repl.Set(name, v.values[i])
-	}
+	repl.Map(v.lookup)
 }
 
 // userMetadata is the identity exposed as {http.auth.user.*}. Every key is
@@ -344,6 +354,9 @@ func (c *core) challenge(r *http.Request, err error) string {
 	if errors.As(err, &se) {
 		scopes = se.Required
 	}
+	if errors.Is(err, verifiers.ErrPolicyDenied) {
+		scopes = nil // a policy refused: more scopes would not help
+	}
 	if out.Code != "" {
 		params = append(params, param("error", out.Code), param("error_description", out.Description))
 	}
@@ -351,7 +364,9 @@ func (c *core) challenge(r *http.Request, err error) string {
 		params = append(params, param("scope", strings.Join(scopes, " ")))
 	}
 	if !c.noMetadata {
-		params = append(params, param("resource_metadata", c.resource.MetadataURL(r)))
+		u := c.resource.MetadataURL(r)
+		c.checkMetadataServed(r, u)
+		params = append(params, param("resource_metadata", u))
 	}
 	if len(params) == 0 {
 		return "Bearer"

@@ -42,12 +42,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	out := c.check(w, r)
+	c.setPlaceholders(r, &out)
+	c.auditDecision(r, &out)
 	if out.err != nil {
 		c.refuse(w, r, out.err)
 		return nil
 	}
 	vars := out.accepted.Extra.(*userVars)
-	vars.set(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
 	w = c.watchSession(w, r, out.session, vars.principal)
 	if lw := c.filterList(w, r, out); lw != nil {
 		return lw.finish(next.ServeHTTP(lw, r))

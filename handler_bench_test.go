@@ -30,7 +30,9 @@ func benchToolsCall(size int) string {
 //	hit         mcp_token, token in the verified-token cache
 //	miss        mcp_token with token_cache off (a full verification)
 //	jwt.Parse   bare golang-jwt parse of the same token (the miss baseline)
-//	rules/*     the same with per-tool rules and a 1 KiB tools/call body
+//	rules/*     the same with per-tool rules and a 1 KiB tools/call body;
+//	            hit-cel: one allow_if rule instead, hit-cel-args: one that
+//	            reads mcp.arguments
 func BenchmarkHandler(b *testing.B) {
 	for _, alg := range []string{"ES256", "RS256"} {
 		kp := devtools.MustGenerateKey(alg)
@@ -38,8 +40,8 @@ func BenchmarkHandler(b *testing.B) {
 		pemText, _ := kp.PublicPEM()
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		defer cancel()
-		handler := func(rules bool, cache bool) *Handler {
-			cfg := Config{KeyConfig: KeyConfig{PublicKey: pemText}, Audiences: []string{"bench"}, RequiredScopes: []string{"mcp:read"}}
+		handler := func(rules bool, cache bool, allowIf ...string) *Handler {
+			cfg := Config{KeyConfig: KeyConfig{PublicKey: pemText}, Audiences: []string{"bench"}, RequiredScopes: []string{"mcp:read"}, AllowIf: allowIf}
 			if rules {
 				cfg.MethodScopes = map[string][]string{"tools/call": {"mcp:read"}}
 				cfg.ToolScopes = map[string][]string{"deploy": {"deploy:write"}}
@@ -99,5 +101,13 @@ func BenchmarkHandler(b *testing.B) {
 		})
 		b.Run(alg+"/rules/hit-no-rules", func(b *testing.B) { serve(b, handler(false, true), call) })
 		b.Run(alg+"/rules/hit", func(b *testing.B) { serve(b, handler(true, true), call) })
+		// One allow_if rule (the body is read for it), without and with
+		// mcp.arguments (only the second decodes the arguments).
+		b.Run(alg+"/rules/hit-cel", func(b *testing.B) {
+			serve(b, handler(false, true, `mcp.method == "tools/call" && client_id != ""`), call)
+		})
+		b.Run(alg+"/rules/hit-cel-args", func(b *testing.B) {
+			serve(b, handler(false, true, `mcp.method == "tools/call" && mcp.arguments.text != "prod"`), call)
+		})
 	}
 }

@@ -83,7 +83,7 @@ func checkLogFile(path string, started, full bool) error {
 	remember(configSecrets...)
 	secretsMu.Lock()
 	defer secretsMu.Unlock()
-	lines, rejections, debug := 0, 0, 0
+	lines, rejections, debug, audits := 0, 0, 0, 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -98,6 +98,9 @@ func checkLogFile(path string, started, full bool) error {
 				return fmt.Errorf("a rejection line without a token hash: %s", line)
 			}
 		}
+		if strings.Contains(line, `"logger":"http.handlers.mcp_token.audit"`) {
+			audits++ // scanned like every line; counted so a full run proves it saw some
+		}
 		if m := jwsInLog.FindString(line); m != "" {
 			return fmt.Errorf("a JWS-shaped string in the log: %s", line)
 		}
@@ -110,14 +113,14 @@ func checkLogFile(path string, started, full bool) error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	if (started && lines == 0) || (full && (rejections == 0 || debug == 0)) {
-		return fmt.Errorf("the log has %d lines, %d at debug, %d rejections: logging was not captured", lines, debug, rejections)
+	if (started && lines == 0) || (full && (rejections == 0 || debug == 0 || audits == 0)) {
+		return fmt.Errorf("the log has %d lines, %d at debug, %d rejections, %d audit lines: logging was not captured", lines, debug, rejections, audits)
 	}
 	if path != caddyLogFile {
 		return nil
 	}
-	fmt.Printf("log leak check: %d log lines (%d debug, %d rejections) scanned for %d tokens and secrets: none found\n",
-		lines, debug, rejections, len(secrets))
+	fmt.Printf("log leak check: %d log lines (%d debug, %d rejections, %d audit) scanned for %d tokens and secrets: none found\n",
+		lines, debug, rejections, audits, len(secrets))
 	return nil
 }
 
@@ -134,7 +137,8 @@ func TestLogLeakCheckFailsLoudly(t *testing.T) {
 		}
 		return p
 	}
-	debugLine := `{"level":"debug","msg":"bearer token rejected","reason":"bad_signature","token_hash":"ab12"}` + "\n"
+	debugLine := `{"level":"debug","msg":"bearer token rejected","reason":"bad_signature","token_hash":"ab12"}` + "\n" +
+		`{"level":"info","logger":"http.handlers.mcp_token.audit","msg":"decision","reason":"bad_signature","token_hash":"ab12"}` + "\n"
 	cases := []struct {
 		name          string
 		path          string
@@ -149,6 +153,8 @@ func TestLogLeakCheckFailsLoudly(t *testing.T) {
 		{"a remembered secret", write("secret.log", debugLine+`{"level":"info","msg":"x `+secret+`"}`+"\n"), true, true, "a token or secret"},
 		{"a JWS-shaped string", write("jws.log", debugLine+`{"level":"info","msg":"eyJhbGciOi.eyJzdWIiOi.sig"}`+"\n"), true, true, "JWS-shaped"},
 		{"a rejection without a token hash", write("nohash.log", `{"level":"debug","msg":"bearer token rejected","reason":"expired"}`+"\n"), true, true, "without a token hash"},
+		{"full run without audit lines", write("noaudit.log", `{"level":"debug","msg":"bearer token rejected","reason":"bad_signature","token_hash":"ab12"}`+"\n"), true, true, "logging was not captured"},
+		{"a secret in an audit line", write("audit.log", debugLine+`{"level":"info","logger":"http.handlers.mcp_token.audit","msg":"decision","path":"/`+secret+`"}`+"\n"), true, true, "a token or secret"},
 		{"a clean log", write("clean.log", debugLine), true, true, ""},
 	}
 	for _, tc := range cases {

@@ -216,7 +216,7 @@ func (lw *listWriter) filterEntries(k listKind, raw json.RawMessage) ([]byte, er
 		}
 		key, ok := member(named, k.field)
 		var name string
-		if ok && key != "" && json.Unmarshal(named[key], &name) == nil && lw.c.listAllows(lw.tok, k, name) {
+		if ok && key != "" && json.Unmarshal(named[key], &name) == nil && lw.c.listAllows(lw.tok, lw.r, k, name) {
 			kept = append(kept, e)
 		}
 	}

@@ -73,18 +73,23 @@ func containsKind(ks []listKind, k listKind) bool {
 
 // listAllows reports whether tok may use the entry named name of a list
 // of kind k: the rules of k.call for that name (resource templates are
-// matched by their uriTemplate text).
-func (c *core) listAllows(tok *verifiers.AccessToken, k listKind, name string) bool {
+// matched by their uriTemplate text), and the allow_if rules, one of which
+// must be true for this caller calling it with any arguments (policy.go).
+// r is the list request.
+func (c *core) listAllows(tok *verifiers.AccessToken, r *http.Request, k listKind, name string) bool {
 	if !tok.HasScopes(c.rules.method[k.call]) {
 		return false
 	}
-	return tok.HasScopes(c.rules.byKind(k)[name])
+	return tok.HasScopes(c.rules.byKind(k)[name]) && c.allow.allowsListed(tok, r, k.call, name)
 }
 
 // listAllowsAll reports whether tok passes every rule that could hide an
 // entry of these lists: then nothing is hidden, and the response is not
-// read at all.
+// read at all. With allow_if rules, entries are always judged one by one.
 func (c *core) listAllowsAll(tok *verifiers.AccessToken, kinds []listKind) bool {
+	if c.allow != nil {
+		return false
+	}
 	for _, k := range kinds {
 		if !tok.HasScopes(c.rules.method[k.call]) {
 			return false
@@ -117,6 +122,7 @@ type listWriter struct {
 	http.ResponseWriter
 	c     *core
 	tok   *verifiers.AccessToken
+	r     *http.Request // the list request (for allow_if rules)
 	kinds []listKind
 	max   int
 
@@ -145,7 +151,7 @@ func (c *core) filterList(w http.ResponseWriter, r *http.Request, out outcome) *
 		return nil
 	}
 	r.Header.Del("Accept-Encoding")
-	return &listWriter{ResponseWriter: w, c: c, tok: out.accepted.Token, kinds: out.lists, max: int(c.maxBody)}
+	return &listWriter{ResponseWriter: w, c: c, tok: out.accepted.Token, r: r, kinds: out.lists, max: int(c.maxBody)}
 }
 
 // WriteHeader decides how the response is handled from its status and

@@ -95,11 +95,11 @@ func hasBody(r *http.Request) bool {
 func (c *core) inspect(w http.ResponseWriter, r *http.Request) ([]string, []mcprpc.Call, error) {
 	mh := readMcpHeaders(r.Header)
 	hasHeaders := mh.present() || mh.required()
-	if c.rules.empty() && !hasHeaders {
+	if c.rules.empty() && c.allow == nil && !hasHeaders {
 		return c.requiredScopes, nil, nil
 	}
 	if r.Method != http.MethodPost {
-		if hasBody(r) && !c.rules.empty() {
+		if hasBody(r) && (!c.rules.empty() || c.allow != nil) {
 			return nil, nil, fmt.Errorf("%w: a body on %s (MCP sends bodies with POST only)", verifiers.ErrBadBody, r.Method)
 		}
 		return c.requiredScopes, nil, nil
@@ -111,9 +111,14 @@ func (c *core) inspect(w http.ResponseWriter, r *http.Request) ([]string, []mcpr
 	if err != nil {
 		return nil, nil, err
 	}
-	calls, batch, err := mcprpc.Parse(body, mcprpc.Options{})
+	// Arguments are decoded only when an allow_if rule reads them.
+	args := c.allow != nil && c.allow.args
+	if args {
+		argsDecoded.Add(1)
+	}
+	calls, batch, err := mcprpc.Parse(body, mcprpc.Options{DecodeArguments: args})
 	if err != nil {
-		if !c.rules.empty() {
+		if !c.rules.empty() || c.allow != nil {
 			return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrBadBody, err)
 		}
 		return nil, nil, fmt.Errorf("%w: %v", verifiers.ErrHeaderMismatch, err)

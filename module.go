@@ -12,7 +12,7 @@ import (
 )
 
 // KeyConfig says where the keys that verify JWTs come from: exactly one of
-// a public key, an HMAC secret, a JWKS endpoint, or discovery.
+// a public key, an HMAC secret, a JWKS endpoint, a JWKS file, or discovery.
 type KeyConfig struct {
 	// A PEM public key (PKIX PUBLIC KEY, PKCS#1 RSA PUBLIC KEY or an X.509
 	// CERTIFICATE; RSA of 2048 bits or more, ECDSA P-256/384/521, or
@@ -31,6 +31,13 @@ type KeyConfig struct {
 	// jwks_throttle) when a token names an unknown kid. Must be https
 	// when ENVIRONMENT=production.
 	JWKSURI string `json:"jwks_uri,omitempty"`
+
+	// The path of a local JSON Web Key Set file (such as the jwks.json of
+	// `caddy mcp-token keygen`), read at start and on every config reload.
+	// Its keys are vetted as a fetched set's are; symmetric (oct) keys for
+	// HS256/384/512 are allowed here only, never from a URL. Default
+	// algorithms: those of its keys.
+	JWKSFile string `json:"jwks_file,omitempty"`
 
 	// Discover the JWKS URL from the issuer's metadata
 	// (/.well-known/oauth-authorization-server, then
@@ -153,6 +160,26 @@ type Config struct {
 	// params.uri (exact match). In resources/templates/list, a rule keyed
 	// by a template's uriTemplate text decides whether it is listed.
 	ResourceScopes map[string][]string `json:"resource_scopes,omitempty"`
+
+	// Rules in CEL (https://cel.dev) over the token and the MCP call; when
+	// any is set, a request passes only if its scopes pass and at least
+	// one rule is true (for each call of a batch). Variables: claims (map),
+	// client_id, sub, iss, scopes (list), mcp.method, mcp.name,
+	// mcp.arguments (map; decoded only when a rule reads it),
+	// request.method, request.path, request.host, request.remote_ip. A
+	// refusal is 403 naming no scope; a rule that fails to evaluate is
+	// false (fail closed, logged at debug). Rules also filter lists: an
+	// entry no rule can allow for the caller is hidden. Compiled and
+	// type-checked when the config loads.
+	AllowIf []string `json:"allow_if,omitempty"`
+
+	// Write one INFO line per decision (accepted or refused, with the
+	// reason, status, verifier, client_id, sub, iss, kid, a hash of the
+	// token, the MCP method and name, remote address, host and path) to
+	// the logger http.handlers.mcp_token.audit; route it with a `log`
+	// block's include/exclude. Never the token, never argument values.
+	// Default: off.
+	Audit bool `json:"audit,omitempty"`
 
 	// Filter the results of tools/list, prompts/list, resources/list and
 	// resources/templates/list to the entries the caller's token may use

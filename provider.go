@@ -1,6 +1,7 @@
 package mcptoken
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -42,6 +43,8 @@ func (Authenticator) CaddyModule() caddy.ModuleInfo {
 func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauth.User, bool, error) {
 	out := a.core.authenticate(r, false)
 	a.core.metrics.observe(out)
+	a.core.setPlaceholders(r, &out) // claims, {http.auth.result}
+	a.core.auditDecision(r, &out)
 	if out.err == nil {
 		if out.took > 0 { // a verifier ran (not a cache hit)
 			a.outage.Success()
@@ -60,6 +63,11 @@ func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (ca
 
 // Provision builds the verifiers and the outage logger.
 func (a *Authenticator) Provision(ctx caddy.Context) error {
+	if len(a.AllowIf) > 0 {
+		// Fail closed: the provider judges tokens only, so a rule would
+		// silently not apply.
+		return errors.New("allow_if needs the mcp_token handler: the authentication provider cannot apply rules (it can only answer 401)")
+	}
 	a.outage = streak.New(ctx.Logger(), "token verification", nil)
 	return a.module.Provision(ctx)
 }

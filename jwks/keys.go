@@ -280,3 +280,34 @@ func IsROCAWeak(k *rsa.PublicKey) bool {
 	}
 	return true
 }
+
+// Algorithms lists, sorted, the algorithms of the set's keys: each key's
+// JWK alg, or for a key without one the usual algorithm of its type (see
+// verifiers.AlgorithmsForKey). It is the default allow-list of a local set.
+func (s *Set) Algorithms() []string {
+	var out []string
+	for _, k := range s.keys {
+		algs := []string{k.Alg}
+		if k.Alg == "" {
+			algs = verifiers.AlgorithmsForKey(k.Public)
+		}
+		for _, a := range algs {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Fits reports whether some key of the set can verify a token signed with
+// alg.
+func (s *Set) Fits(alg *verifiers.Algorithm) bool {
+	for _, k := range s.keys {
+		if (k.Alg == "" || k.Alg == alg.Name) && alg.CheckKey(k.Public) == nil {
+			return true
+		}
+	}
+	return false
+}

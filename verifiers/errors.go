@@ -71,6 +71,10 @@ var (
 	// principal; for this caller the session does not exist (404, so an
 	// MCP client starts a new session).
 	ErrSessionNotFound = errors.New("session not found")
+	// ErrPolicyDenied: the token verified and carries the scopes, but no
+	// allow_if rule allows the request, or a rule failed to evaluate (fail
+	// closed). More scopes would not help, so its 403 names none.
+	ErrPolicyDenied = errors.New("refused by policy")
 	// ErrBadProof: a DPoP proof is missing, malformed, or fails a check of
 	// RFC 9449 §4.3 or §7.1 (method, URI, time, token hash, key).
 	ErrBadProof = errors.New("invalid DPoP proof")
@@ -167,6 +171,7 @@ var outcomes = []struct {
 	{ErrCertMismatch, Outcome{"cert_mismatch", http.StatusUnauthorized, "invalid_token", "Token is bound to another client certificate"}},
 	{ErrInsufficientScope, Outcome{"insufficient_scope", http.StatusForbidden, "insufficient_scope", "Insufficient scope"}},
 	{ErrSessionNotFound, Outcome{"session_not_found", http.StatusNotFound, "", "Session not found"}},
+	{ErrPolicyDenied, Outcome{"policy_denied", http.StatusForbidden, "insufficient_scope", "Refused by an access policy of this resource (not a missing scope)"}},
 	{ErrRateLimited, Outcome{"rate_limited", http.StatusTooManyRequests, "", "Too many failed authentication attempts"}},
 	{ErrUnavailable, Outcome{"unavailable", http.StatusServiceUnavailable, "", "Token verification is temporarily unavailable"}},
 }

@@ -165,3 +165,41 @@ func (l *Limiter) Len() int {
 	defer l.mu.Unlock()
 	return l.lru.Len() + len(l.locked)
 }
+
+// Status is a limiter's state for an operator's status page: counts and
+// settings, never an address.
+type Status struct {
+	// Tracked is the number of addresses with a failure in their current
+	// window; Limited those of them refused until their window ends.
+	Tracked int `json:"tracked"`
+	Limited int `json:"limited"`
+	// The settings.
+	MaxAttempts  int    `json:"max_attempts"`
+	Window       string `json:"window"`
+	MaxAddresses int    `json:"max_addresses"`
+}
+
+// Status counts the tracked and limited addresses (one pass over at most
+// twice MaxAddresses entries).
+func (l *Limiter) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := Status{MaxAttempts: l.max, Window: l.window.String(), MaxAddresses: l.cap}
+	now := l.now()
+	for _, until := range l.locked {
+		if now.Before(until) {
+			st.Tracked++
+			st.Limited++
+		}
+	}
+	for _, w := range l.lru.Values() {
+		if !now.Before(w.start.Add(l.window)) {
+			continue // expired, not yet swept
+		}
+		st.Tracked++
+		if w.failures >= l.max {
+			st.Limited++
+		}
+	}
+	return st
+}

@@ -64,6 +64,23 @@ func TestLimiterBoundedMemory(t *testing.T) {
 	}
 }
 
+func TestLimiterStatus(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := New(2, time.Minute, 5)
+	l.SetClock(func() time.Time { return now })
+	for _, addr := range []string{"a", "a", "b"} {
+		l.Fail(addr)
+	}
+	want := Status{Tracked: 2, Limited: 1, MaxAttempts: 2, Window: "1m0s", MaxAddresses: 5}
+	if got := l.Status(); got != want {
+		t.Fatalf("status: %+v, want %+v", got, want)
+	}
+	now = now.Add(time.Minute)
+	if got := l.Status(); got.Limited != 0 || got.Tracked != 0 {
+		t.Fatalf("after the window: %+v, want nothing tracked or limited", got)
+	}
+}
+
 // TestLockedSurvivesFlood (issue 10 item 3): a flood of made-up addresses
 // evicts counting addresses but never frees a locked one before its
 // window ends.

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -213,9 +214,20 @@ func StartOIDCWith(t testing.TB, opts OIDCOptions) *OIDC {
 		t.Fatalf("starting oidc-provider: %v", err)
 	}
 	t.Cleanup(o.stop)
+	var info struct{ Issuer string }
+	if err := ReadyLine(stdout, 60*time.Second, &info); err != nil {
+		t.Fatalf("oidc-provider: %v: %s", err, o.stderr.String())
+	}
+	o.Issuer = info.Issuer
+	return o
+}
+
+// ReadyLine waits for the "READY <json>" line a test peer prints on r
+// when it listens, and decodes the JSON into info.
+func ReadyLine(r io.Reader, timeout time.Duration, info any) error {
 	ready := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(stdout)
+		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			if line, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
 				ready <- line
@@ -226,17 +238,15 @@ func StartOIDCWith(t testing.TB, opts OIDCOptions) *OIDC {
 	select {
 	case line, ok := <-ready:
 		if !ok {
-			t.Fatalf("oidc-provider exited before it was ready: %s", o.stderr.String())
+			return errors.New("exited before it was ready")
 		}
-		var info struct{ Issuer string }
-		if err := json.Unmarshal([]byte(line), &info); err != nil {
-			t.Fatalf("oidc-provider ready line %q: %v", line, err)
+		if err := json.Unmarshal([]byte(line), info); err != nil {
+			return fmt.Errorf("ready line %q: %v", line, err)
 		}
-		o.Issuer = info.Issuer
-	case <-time.After(60 * time.Second):
-		t.Fatalf("oidc-provider did not start within 60s: %s", o.stderr.String())
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("not ready within %s", timeout)
 	}
-	return o
 }
 
 func (o *OIDC) stop() {
