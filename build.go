@@ -39,12 +39,16 @@ type core struct {
 	limiter        *limiter.Limiter // nil when rate limiting is off
 	metrics        *metrics         // nil without a metrics registry
 	logger         *zap.Logger
-	pooled         []pooledRef           // the shared caches this config holds
-	tokens         *verifiers.TokenCache // verified JWTs; nil when off
-	sessions       *sessionStore         // session bindings; nil when off
-	jwksCaches     []jwksRef             // the key sources among pooled
-	config         *prometheus.Registry  // the config this core serves (see startServing)
-	metaChecked    atomic.Bool           // checkMetadataServed ran (metadataserved.go)
+	pooled         []pooledRef            // the shared caches this config holds
+	tokens         *verifiers.TokenCache  // verified JWTs; nil when off
+	sessions       *sessionStore          // session bindings; nil when off
+	dpop           *verifiers.DPoPChecker // DPoP proofs; nil when dpop is off
+	dpopRequired   bool                   // only DPoP-bound tokens are accepted
+	mtlsOff        bool                   // certificate-bound tokens are refused
+	mtlsRequired   bool                   // only certificate-bound tokens are accepted
+	jwksCaches     []jwksRef              // the key sources among pooled
+	config         *prometheus.Registry   // the config this core serves (see startServing)
+	metaChecked    atomic.Bool            // checkMetadataServed ran (metadataserved.go)
 }
 
 // provision builds the verifier chain into c. Placeholders in key material
@@ -88,6 +92,13 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.resource = cfg.metadata()
 	c.noMetadata = len(c.resource.AuthorizationServers) == 0 && cfg.KeyConfig.count() == 0 &&
 		len(cfg.IssuerConfigs) == 0 && cfg.Introspection == nil && !cfg.FromEnv
+	fleet, err := fleetReplay(ctx) // the global mcp_token app's store (storeapp.go)
+	if err != nil {
+		return err
+	}
+	if err := c.provisionDPoP(cfg, fleet); err != nil {
+		return err
+	}
 	lim, err := c.rateLimiter(cfg)
 	if err != nil {
 		return err

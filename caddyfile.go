@@ -225,6 +225,10 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				c.MaxBody = int64(n)
 			}
+		case "dpop", "dpop_algorithms", "dpop_window", "dpop_nonce":
+			err = c.parseDPoPOption(d, sub)
+		case "mtls_bound":
+			err = c.parseMTLSBound(d)
 		case "introspection":
 			p.introTok = &tok
 			err = c.parseIntrospection(d)

@@ -166,7 +166,7 @@ func TestE2EProtectedResourceMetadata(t *testing.T) {
 	// A refusal to a browser request exposes the challenge to scripts.
 	req, _ = http.NewRequest(http.MethodPost, e2eBase+"/mcp", strings.NewReader(echoCall))
 	req.Header.Set("Origin", "http://inspector.local")
-	if resp, _ := send(t, req); resp.StatusCode != 401 || resp.Header.Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
+	if resp, _ := send(t, req); resp.StatusCode != 401 || resp.Header.Get("Access-Control-Expose-Headers") != "WWW-Authenticate, DPoP-Nonce" {
 		t.Fatalf("browser 401: %d %v", resp.StatusCode, resp.Header)
 	}
 	reached(t, rec, before, 0, "refusals on /mcp and /opaque")

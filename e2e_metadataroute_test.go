@@ -75,7 +75,10 @@ func TestE2EJSONMetadataRouteWarning(t *testing.T) {
 	if len(routes) != 1 {
 		t.Fatalf("3 challenges naming an unserved metadata URL logged %d warnings, want 1: %q", len(routes), routes)
 	}
-	want := `{"handle":[{"handler":"mcp_token_metadata","resource_path":"/mcp","authorization_servers":["https://as.example"],"scopes_supported":["mcp:read"]}],"match":[{"path":["/.well-known/oauth-protected-resource/mcp","/.well-known/oauth-protected-resource"]}]}`
+	want := `{"handle":[{"handler":"mcp_token_metadata","resource_path":"/mcp","authorization_servers":["https://as.example"],"scopes_supported":["mcp:read"],` +
+		// dpop and mtls_bound are allowed by default (RFC 9449 §5.1, RFC 9728)
+		`"dpop_signing_alg_values_supported":["ES256","ES384","ES512","EdDSA","PS256","PS384","PS512","RS256"],` +
+		`"tls_client_certificate_bound_access_tokens":true}],"match":[{"path":["/.well-known/oauth-protected-resource/mcp","/.well-known/oauth-protected-resource"]}]}`
 	if routes[0] != want {
 		t.Fatalf("add_route:\n got %s\nwant %s", routes[0], want)
 	}

@@ -334,7 +334,8 @@ func TestE2ERefusals(t *testing.T) {
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d (body %s)", resp.StatusCode, tc.status, body)
 			}
-			want := tc.challenge + `, resource_metadata="` + e2eBase + `/.well-known/oauth-protected-resource/mcp"`
+			// The DPoP challenge follows (dpop is allowed by default).
+			want := tc.challenge + `, resource_metadata="` + e2eBase + `/.well-known/oauth-protected-resource/mcp"` + dpopChallenge
 			if got := resp.Header.Get("WWW-Authenticate"); got != want {
 				t.Fatalf("WWW-Authenticate %q, want %q", got, want)
 			}
@@ -400,7 +401,7 @@ func TestE2EProviderJSON(t *testing.T) {
 	}
 	before := rec.Count()
 	resp, _ = post(t, e2eBase+"/mcp", "", echoCall)
-	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer scope="mcp:read", resource_metadata="`+e2eBase+`/.well-known/oauth-protected-resource/mcp"` {
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer scope="mcp:read", resource_metadata="`+e2eBase+`/.well-known/oauth-protected-resource/mcp"`+dpopChallenge {
 		t.Fatalf("no token: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	noScope := key.MustToken(devtools.TokenOptions{Audience: []string{"mcp-api"}})

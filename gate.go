@@ -110,7 +110,7 @@ func (c *core) check(w http.ResponseWriter, r *http.Request) (out outcome) {
 // (past the limiter when limit is set) by the verifiers. An accepted token
 // is removed from the request unless forward_token is set.
 func (c *core) authenticate(r *http.Request, limit bool) outcome {
-	token, err := bearerToken(r)
+	token, dpop, err := c.credentials(r) // Bearer, or DPoP (dpop.go)
 	if err != nil {
 		c.logRejection(err, "", nil)
 		return outcome{kind: verifiers.KindNone, err: err}
@@ -141,6 +141,13 @@ func (c *core) authenticate(r *http.Request, limit bool) outcome {
 		}
 	}
 	out.kind, out.token = out.accepted.Kind, token
+	// 5. sender constraint (dpop.go): a key-bound token's proof, on every
+	// request, cached token or not.
+	if err := c.senderConstraint(r, token, dpop, out.accepted.Token); err != nil {
+		c.logRejection(err, token, out.accepted.Token)
+		out.tok, out.err, out.accepted = out.accepted.Token, err, nil
+		return out
+	}
 	if !c.forwardToken {
 		r.Header.Del("Authorization")
 	}
@@ -309,7 +316,7 @@ func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	hdr := w.Header()
 	switch {
 	case out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden || out.Code == "invalid_request":
-		hdr.Set("WWW-Authenticate", c.challenge(r, err))
+		c.setChallenges(hdr, r, err) // Bearer and DPoP, DPoP-Nonce (dpop.go)
 	case out.Status == http.StatusServiceUnavailable:
 		hdr.Set("Retry-After", strconv.Itoa(5))
 	case out.Status == http.StatusTooManyRequests:
@@ -321,7 +328,7 @@ func (c *core) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Header.Get("Origin") != "" {
 		// Browser clients must be able to read the challenge.
 		hdr.Set("Access-Control-Allow-Origin", "*")
-		hdr.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
+		hdr.Set("Access-Control-Expose-Headers", "WWW-Authenticate, DPoP-Nonce")
 	}
 	code := out.Code
 	if code == "" {

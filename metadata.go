@@ -49,6 +49,18 @@ type ProtectedResource struct {
 
 	// URL of documentation for developers.
 	ResourceDocumentation string `json:"resource_documentation,omitempty"`
+
+	// Proof algorithms advertised as dpop_signing_alg_values_supported
+	// (RFC 9449 §5.1). Default: the dpop algorithms, unless dpop is off.
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported,omitempty"`
+
+	// Advertised as dpop_bound_access_tokens_required. Default: true when
+	// dpop is required.
+	DPoPBoundRequired bool `json:"dpop_bound_access_tokens_required,omitempty"`
+
+	// Advertised as tls_client_certificate_bound_access_tokens (RFC 9728).
+	// Default: true unless mtls_bound is off.
+	TLSCertBound *bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 // configuredPath is the path of the protected resource as configured:
@@ -115,6 +127,15 @@ func (p *ProtectedResource) document(r *http.Request) map[string]any {
 	if p.ResourceDocumentation != "" {
 		doc["resource_documentation"] = p.ResourceDocumentation
 	}
+	if len(p.DPoPSigningAlgs) > 0 {
+		doc["dpop_signing_alg_values_supported"] = p.DPoPSigningAlgs
+	}
+	if p.DPoPBoundRequired {
+		doc["dpop_bound_access_tokens_required"] = true
+	}
+	if p.TLSCertBound != nil && *p.TLSCertBound {
+		doc["tls_client_certificate_bound_access_tokens"] = true
+	}
 	return doc
 }
 
@@ -167,6 +188,7 @@ func (cfg *Config) metadata() ProtectedResource {
 		}
 		pr.ScopesSupported = scopes
 	}
+	cfg.dpopMetadata(&pr)
 	return pr
 }
 

@@ -229,6 +229,16 @@ type Config struct {
 	// (RFC 7662). With JWT key sources configured too, a token shaped like
 	// a JWS goes to JWT verification and any other token to introspection.
 	Introspection *IntrospectionConfig `json:"introspection,omitempty"`
+
+	// DPoP-bound access tokens (RFC 9449). Default: allowed.
+	DPoP *DPoPConfig `json:"dpop,omitempty"`
+
+	// Certificate-bound access tokens (RFC 8705 §3): a token whose cnf
+	// carries x5t#S256 passes only over a TLS connection presenting that
+	// client certificate (configure Caddy's tls client_auth). allowed
+	// checks bound tokens, required refuses unbound ones too, off refuses
+	// every bound token. Default: allowed.
+	MTLSBound string `json:"mtls_bound,omitempty"`
 }
 
 // RateLimitConfig limits failed authentication attempts per client

@@ -57,7 +57,7 @@ func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (ca
 		// request for the length of an outage.
 		a.outage.Failure(out.err, zap.String("answer", "401 (the caddyauth provider cannot answer 503; the mcp_token handler does)"))
 	}
-	w.Header().Set("WWW-Authenticate", a.core.challenge(r, out.err))
+	a.core.setChallenges(w.Header(), r, out.err)
 	return caddyauth.User{}, false, nil
 }
 

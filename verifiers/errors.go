@@ -75,6 +75,23 @@ var (
 	// allow_if rule allows the request, or a rule failed to evaluate (fail
 	// closed). More scopes would not help, so its 403 names none.
 	ErrPolicyDenied = errors.New("refused by policy")
+	// ErrBadProof: a DPoP proof is missing, malformed, or fails a check of
+	// RFC 9449 §4.3 or §7.1 (method, URI, time, token hash, key).
+	ErrBadProof = errors.New("invalid DPoP proof")
+	// ErrProofReplayed: a DPoP proof was already presented (its jti seen).
+	ErrProofReplayed = errors.New("DPoP proof replayed")
+	// ErrUseNonce: the server requires a DPoP nonce and the proof carries
+	// none, or a stale one (RFC 9449 §8); the answer carries a fresh one.
+	ErrUseNonce = errors.New("DPoP nonce required")
+	// ErrBoundAsBearer: a sender-constrained token (cnf.jkt) presented as
+	// a bearer token (RFC 9449 §7.1), or a bearer token where a DPoP-bound
+	// one is required.
+	ErrBoundAsBearer = errors.New("sender-constrained token presented as bearer")
+	// ErrNotBound: the DPoP scheme with a token that is not bound to a key.
+	ErrNotBound = errors.New("token not bound to a DPoP key")
+	// ErrCertMismatch: a certificate-bound token (cnf x5t#S256, RFC 8705
+	// §3) presented over a connection without that client certificate.
+	ErrCertMismatch = errors.New("client certificate does not match the token")
 	// ErrUnavailable: a technical failure (key source or introspection
 	// endpoint unreachable, no keys loaded yet). It is never a pass and never
 	// reported to the client as a bad token.
@@ -146,6 +163,12 @@ var outcomes = []struct {
 	{ErrBadType, Outcome{"bad_type", http.StatusUnauthorized, "invalid_token", "Invalid token type"}},
 	{ErrCritical, Outcome{"bad_crit", http.StatusUnauthorized, "invalid_token", "Unsupported critical header"}},
 	{ErrInactive, Outcome{"inactive", http.StatusUnauthorized, "invalid_token", "Token is not active"}},
+	{ErrBadProof, Outcome{"bad_dpop_proof", http.StatusUnauthorized, "invalid_dpop_proof", "Invalid DPoP proof"}},
+	{ErrProofReplayed, Outcome{"dpop_replay", http.StatusUnauthorized, "invalid_dpop_proof", "Invalid DPoP proof"}},
+	{ErrUseNonce, Outcome{"use_dpop_nonce", http.StatusUnauthorized, "use_dpop_nonce", "Resource server requires nonce in DPoP proof"}},
+	{ErrBoundAsBearer, Outcome{"bound_as_bearer", http.StatusUnauthorized, "invalid_token", "Sender-constrained token required with its proof"}},
+	{ErrNotBound, Outcome{"dpop_not_bound", http.StatusUnauthorized, "invalid_token", "Token is not bound to a DPoP key"}},
+	{ErrCertMismatch, Outcome{"cert_mismatch", http.StatusUnauthorized, "invalid_token", "Token is bound to another client certificate"}},
 	{ErrInsufficientScope, Outcome{"insufficient_scope", http.StatusForbidden, "insufficient_scope", "Insufficient scope"}},
 	{ErrSessionNotFound, Outcome{"session_not_found", http.StatusNotFound, "", "Session not found"}},
 	{ErrPolicyDenied, Outcome{"policy_denied", http.StatusForbidden, "insufficient_scope", "Refused by an access policy of this resource (not a missing scope)"}},

@@ -129,7 +129,8 @@ read:
 	}
 	t.Run("without a token", func(t *testing.T) {
 		resp, body := call("", list)
-		want := `Bearer scope="mcp:read", resource_metadata="` + base + `/.well-known/oauth-protected-resource/mcp"`
+		want := `Bearer scope="mcp:read", resource_metadata="` + base + `/.well-known/oauth-protected-resource/mcp"` +
+			`, DPoP algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256"` // dpop is allowed by default
 		if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != want {
 			t.Fatalf("no token: %d %q (want 401 %q) %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), want, body)
 		}

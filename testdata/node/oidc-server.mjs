@@ -38,6 +38,9 @@ const provider = new Provider(issuer, {
   scopes: SCOPES,
   features: {
     devInteractions: { enabled: false },
+    // DPoP (RFC 9449): a token request with a DPoP proof gets a DPoP-bound
+    // token (cnf.jkt); on by default in oidc-provider 9, said here on purpose.
+    dPoP: { enabled: true },
     clientCredentials: { enabled: true },
     introspection: {
       enabled: true,

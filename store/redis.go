@@ -1,0 +1,97 @@
+// Package store holds the state gateway instances share when they run as a
+// fleet: the DPoP replay cache (a proof accepted by one instance is refused
+// by every other) in Redis. It has no Caddy dependency.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcptoken/caddy-mcp-token/verifiers"
+)
+
+// DefaultTimeout bounds one Redis call when no timeout is configured: the
+// request path never waits on the store longer.
+const DefaultTimeout = 250 * time.Millisecond
+
+// RedisOptions configure a Redis store. The zero value is usable.
+type RedisOptions struct {
+	// Prefix starts every key. Default: "mcp_token:".
+	Prefix string
+	// Timeout bounds each call. Default: DefaultTimeout.
+	Timeout time.Duration
+	// Now is the clock for expiry times. Default: time.Now.
+	Now func() time.Time
+}
+
+// Redis is a store in a Redis server (or a compatible one).
+type Redis struct {
+	client  *redis.Client
+	prefix  string
+	timeout time.Duration
+	now     func() time.Time
+}
+
+// NewRedis connects lazily to the server at url (redis://[user:pass@]host:port/db
+// or rediss:// for TLS); no call is made here.
+func NewRedis(url string, opts RedisOptions) (*Redis, error) {
+	ro, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis store: %w", err)
+	}
+	s := &Redis{prefix: opts.Prefix, timeout: opts.Timeout, now: opts.Now}
+	if s.prefix == "" {
+		s.prefix = "mcp_token:"
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	// Fail fast: one attempt per call, bounded by the call's context.
+	ro.MaxRetries = -1
+	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = s.timeout, s.timeout, s.timeout
+	ro.ContextTimeoutEnabled = true
+	s.client = redis.NewClient(ro)
+	return s, nil
+}
+
+// Close closes the connections.
+func (s *Redis) Close() error { return s.client.Close() }
+
+// Ping checks the server answers.
+func (s *Redis) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.client.Ping(ctx).Err()
+}
+
+// Seen implements verifiers.ReplayCache with SET NX PX: the first instance
+// to record a key wins, every later call (on any instance) sees it. An
+// error is a technical failure: the caller refuses the request as
+// unavailable (503), never passes it.
+func (s *Redis) Seen(ctx context.Context, key string, until time.Time) (bool, error) {
+	ttl := until.Sub(s.now())
+	if ttl < time.Millisecond {
+		ttl = time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	err := s.client.SetArgs(ctx, s.prefix+"dpop:jti:"+key, "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, redis.Nil):
+		return true, nil
+	default:
+		return false, fmt.Errorf("redis replay cache: %w", err)
+	}
+}
+
+// Interface guards
+var _ verifiers.ReplayCache = (*Redis)(nil)
