@@ -215,11 +215,20 @@ func (s *Set) Key(_ context.Context, alg *verifiers.Algorithm, kid string) (any,
 // CurrentKey returns the key Key would return for (alg, kid); false when
 // Key would fail.
 func (s *Set) CurrentKey(alg *verifiers.Algorithm, kid string) (any, bool) {
-	found := s.find(alg, kid)
-	if len(found) != 1 {
-		return nil, false
+	// The token cache asks this on every hit: the rules of find, without
+	// building a slice.
+	var key any
+	n := 0
+	for _, k := range s.keys {
+		if (kid != "" && k.Kid != kid) || (k.Alg != "" && k.Alg != alg.Name) || alg.CheckKey(k.Public) != nil {
+			continue
+		}
+		if n++; n > 1 {
+			return nil, false
+		}
+		key = k.Public
 	}
-	return found[0].Public, true
+	return key, n == 1
 }
 
 // find returns the keys that fit (alg, kid) by the rules of Key.
