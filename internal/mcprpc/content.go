@@ -58,7 +58,9 @@ func CheckContentType(h http.Header) error {
 	case len(ct) > 1:
 		return fmt.Errorf("%w: %d Content-Type fields", ErrUnsupportedMediaType, len(ct))
 	}
-	if strings.ContainsAny(ct[0], "*,") {
+	// Control characters (CR, LF, NUL...) never belong in a field value;
+	// mime.ParseMediaType would trim some of them away.
+	if strings.ContainsAny(ct[0], "*,") || strings.ContainsFunc(ct[0], func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
 		return fmt.Errorf("%w: Content-Type %q", ErrUnsupportedMediaType, short(ct[0]))
 	}
 	mt, params, err := mime.ParseMediaType(ct[0])
