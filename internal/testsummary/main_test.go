@@ -43,6 +43,9 @@ build error: undefined: x
 			if err != nil {
 				t.Fatal(err)
 			}
+			if !strings.HasPrefix(tc.line, s.countLine()+" (") {
+				t.Fatalf("count line %q is not the start of %q", s.countLine(), tc.line)
+			}
 			if s.line() != tc.line || s.ok() != tc.ok {
 				t.Fatalf("%q ok=%v, want %q ok=%v", s.line(), s.ok(), tc.line, tc.ok)
 			}
