@@ -139,7 +139,9 @@ func TestIntrospectionAbandonedCallsAreBounded(t *testing.T) {
 	}
 	// Per outstanding call: its goroutine, the transport's two connection
 	// goroutines and the in-process server's one; plus the test's workers.
-	if limit := base + workers + 4*bound + 16; peakG > limit {
+	// (Doubled for slack: under -race on a loaded machine closing
+	// connections linger; the unbounded code peaked at 5,000-8,000.)
+	if limit := 2 * (base + workers + 4*bound + 16); peakG > limit {
 		t.Errorf("peak goroutines %d, bound %d", peakG, limit)
 	}
 	// The server sees a connection the client closed a little later: allow
