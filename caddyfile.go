@@ -159,7 +159,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //
 // One key source (public_key, hmac_secret, jwks_uri, jwks_file or discover) per
 // policy: the top level is one policy, each issuer block another. public_key
-// takes inline PEM (a heredoc works: public_key <<PEM ... PEM) or a file
+// takes inline PEM (a heredoc works: public_key <<PEM_END ... PEM_END) or a file
 // path. Secrets should come from {env.*}, {$VAR} or {file.*} placeholders.
 // Values are checked here where they can be, so that `caddy adapt` and
 // `caddy validate` name the Caddyfile line.

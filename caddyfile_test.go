@@ -64,7 +64,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		},
 		{
 			name:  "inline PEM by heredoc",
-			input: "mcp_token {\n\tpublic_key <<PEM\n" + pemText + "PEM\n}",
+			input: "mcp_token {\n\tpublic_key <<PEM_END\n" + pemText + "PEM_END\n}",
 			want:  Config{KeyConfig: KeyConfig{PublicKey: strings.TrimSuffix(pemText, "\n")}},
 		},
 		{
@@ -193,10 +193,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"short hmac secret", "mcp_token {\n hmac_secret too-short-secret\n}", "HMAC key for HS256 must be at least 32 bytes (got 16); generate one with: openssl rand -base64 32, at Testfile:2"},
 		{"short HS512 secret", "mcp_token {\n algorithms HS512\n hmac_secret " + strings.Repeat("s", 40) + "\n}", "HMAC key for HS512 must be at least 64 bytes (got 40)"},
 		{"hmac with RS256 (confusion)", "mcp_token {\n hmac_secret {env.S}\n algorithms RS256\n}", "algorithm confusion: RS256 needs a public key, not an HMAC secret, at Testfile:2"},
-		{"public key with HS256 (confusion)", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n algorithms HS256\n}", "algorithm confusion: HS256 needs an HMAC secret, not a public key, at Testfile:2"},
-		{"mixed families", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n algorithms RS256 HS256\n}", "algorithm confusion: HMAC algorithms (HS256) cannot be allowed together with asymmetric ones (RS256)"},
-		{"EC key with RS256", "mcp_token {\n algorithms RS256\n public_key <<PEM\n" + ecPEM + "PEM\n}", "public key (EC P-256) cannot verify RS256; set algorithms to match the key, at Testfile:3"},
-		{"both keys", "mcp_token {\n public_key <<PEM\n" + pemText + "PEM\n hmac_secret {env.S}\n}", "hmac_secret: one key source per policy (public_key, hmac_secret, jwks_uri, jwks_file or discover); one is already set at line 2, at Testfile:"},
+		{"public key with HS256 (confusion)", "mcp_token {\n public_key <<PEM_END\n" + pemText + "PEM_END\n algorithms HS256\n}", "algorithm confusion: HS256 needs an HMAC secret, not a public key, at Testfile:2"},
+		{"mixed families", "mcp_token {\n public_key <<PEM_END\n" + pemText + "PEM_END\n algorithms RS256 HS256\n}", "algorithm confusion: HMAC algorithms (HS256) cannot be allowed together with asymmetric ones (RS256)"},
+		{"EC key with RS256", "mcp_token {\n algorithms RS256\n public_key <<PEM_END\n" + ecPEM + "PEM_END\n}", "public key (EC P-256) cannot verify RS256; set algorithms to match the key, at Testfile:3"},
+		{"both keys", "mcp_token {\n public_key <<PEM_END\n" + pemText + "PEM_END\n hmac_secret {env.S}\n}", "hmac_secret: one key source per policy (public_key, hmac_secret, jwks_uri, jwks_file or discover); one is already set at line 2, at Testfile:"},
 		{"missing key file", "mcp_token {\n public_key /nonexistent/key.pem\n}", `public_key: public key file "/nonexistent/key.pem": no such file or directory`},
 		{"garbage PEM", "mcp_token {\n public_key \"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\"\n}", "public_key: public key: parsing PUBLIC KEY"},
 		{"private key given", "mcp_token {\n public_key \"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\"\n}", "configure the public key only"},

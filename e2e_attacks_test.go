@@ -127,8 +127,8 @@ func TestE2EAttackRegression(t *testing.T) {
 	ts := startExpressBackend(t)
 	policy := fmt.Sprintf(`issuer %s
 		audience %s
-		public_key <<PEM
-%sPEM
+		public_key <<PEM_END
+%sPEM_END
 		required_scopes mcp:read
 		tool_scopes deploy deploy:write
 		rate_limit 3 60s`, e2eIssuer, e2eAudience, mustPEM(t, key))

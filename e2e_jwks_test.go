@@ -149,8 +149,8 @@ func TestE2EMultiIssuer(t *testing.T) {
 				audience api-a
 			}
 			issuer https://b.example {
-				public_key <<PEM
-%sPEM
+				public_key <<PEM_END
+%sPEM_END
 				audience api-b
 			}
 		}

@@ -69,8 +69,8 @@ http://localhost:9080 {
 	mcp_token /mcp* {
 		issuer %[1]s
 		audience mcp26
-		public_key <<PEM
-%[2]sPEM
+		public_key <<PEM_END
+%[2]sPEM_END
 		required_scopes mcp:read
 		scope_implies mcp:admin mcp:write mcp:read
 		tool_scopes deploy mcp:write

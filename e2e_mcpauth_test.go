@@ -31,8 +31,8 @@ func mcpAuthSite(t *testing.T) (*devtools.KeyPair, *devtools.KeyPair, *mcpdemo.R
 http://localhost:9080 {
 	mcp_token /mcp* {
 		issuer http://127.0.0.1:9/issuer
-		public_key <<PEM
-%[1]sPEM
+		public_key <<PEM_END
+%[1]sPEM_END
 		resource_name "E2E MCP"
 		resource_documentation https://docs.e2e.test/mcp
 		method_scopes tools/list mcp:read
@@ -41,8 +41,8 @@ http://localhost:9080 {
 	mcp_token /opaque* {
 		issuer https://other.e2e.test
 		audience http://localhost:9080/opaque
-		public_key <<PEM
-%[2]sPEM
+		public_key <<PEM_END
+%[2]sPEM_END
 		required_scopes opaque:read
 	}
 	handle /mcp* {

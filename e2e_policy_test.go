@@ -41,8 +41,8 @@ http://localhost:9080 {
 		mcp_token {
 			issuer %[2]s
 			audience %[3]s
-			public_key <<PEM
-%[4]sPEM
+			public_key <<PEM_END
+%[4]sPEM_END
 			authorization_servers https://as.example
 			rate_limit 3 1m
 			audit

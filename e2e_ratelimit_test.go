@@ -50,8 +50,8 @@ func TestE2ERateLimit(t *testing.T) {
 		return withTrustedProxies() + fmt.Sprintf(`
 http://localhost:9080 {
 	mcp_token /mcp* {
-		public_key <<PEM
-%sPEM
+		public_key <<PEM_END
+%sPEM_END
 		audience mcp-e2e
 		authorization_servers https://as.example
 		rate_limit 10 %s
@@ -143,8 +143,8 @@ func TestE2ERateLimitIgnoresXForwardedForWithoutTrustedProxies(t *testing.T) {
 	startCaddy(t, caddyGlobal+fmt.Sprintf(`
 http://localhost:9080 {
 	mcp_token /mcp* {
-		public_key <<PEM
-%sPEM
+		public_key <<PEM_END
+%sPEM_END
 		audience mcp-e2e
 		authorization_servers https://as.example
 		rate_limit 3 1m

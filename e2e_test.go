@@ -95,8 +95,8 @@ http://localhost:9080 {
 		mcp_token {
 			issuer %[1]s
 			audience %[2]s
-			public_key <<PEM
-%[3]sPEM
+			public_key <<PEM_END
+%[3]sPEM_END
 			required_scopes mcp:read
 		}
 		reverse_proxy %[4]s {

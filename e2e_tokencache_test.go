@@ -21,8 +21,8 @@ func TestE2ETokenCache(t *testing.T) {
 http://localhost:9080 {
 	handle_path /a/* {
 		mcp_token {
-			public_key <<PEM
-%[1]sPEM
+			public_key <<PEM_END
+%[1]sPEM_END
 			audience aud-a
 			authorization_servers https://as.example
 			tool_scopes deploy deploy:write
@@ -33,8 +33,8 @@ http://localhost:9080 {
 	}
 	handle_path /b/* {
 		mcp_token {
-			public_key <<PEM
-%[1]sPEM
+			public_key <<PEM_END
+%[1]sPEM_END
 			audience aud-b
 			authorization_servers https://as.example
 			resource_path /b

@@ -54,8 +54,8 @@ http://%s {
 	mcp_token /mcp* {
 		issuer %s
 		audience %s
-		public_key <<PEM
-%sPEM
+		public_key <<PEM_END
+%sPEM_END
 		required_scopes mcp:read
 		tool_scopes deploy mcp:write
 		resource_name "caddy-mcp-token demo"
