@@ -86,7 +86,9 @@ func rangePool[T any](pool *caddy.UsagePool, f func(T)) {
 }
 
 // rateLimiter takes the shared limiter for cfg from the pool; nil when off.
-func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
+// With the fleet's store its windows live in Redis, under a namespace
+// every instance with the same configuration derives alike.
+func (c *core) rateLimiter(cfg *Config) (limiter.Counter, error) {
 	rl := RateLimitConfig{}
 	if cfg.RateLimit != nil {
 		rl = *cfg.RateLimit
@@ -100,8 +102,14 @@ func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
 	}
 	sum := sha256.Sum256(identity)
 	key := fmt.Sprintf("max=%d window=%s addrs=%d config=%x", rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses, sum[:8])
-	return acquire(c, limiterPool, key, func() (*limiter.Limiter, func(), error) {
-		return limiter.New(rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses), nil, nil
+	ns := sha256.Sum256([]byte(key))
+	shared := c.fleet.shared()
+	return acquire(c, limiterPool, key+" store="+c.fleet.storeID(), func() (limiter.Counter, func(), error) {
+		local := limiter.New(rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses)
+		if shared == nil {
+			return local, nil, nil
+		}
+		return limiter.NewShared(local, shared, fmt.Sprintf("%x:", ns[:8]), outageLog("failed-attempt limits")), nil, nil
 	})
 }
 
