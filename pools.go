@@ -37,8 +37,8 @@ var introspectionPool = caddy.NewUsagePool()
 // the configuration they protect, so a reload keeps the counts.
 var limiterPool = caddy.NewUsagePool()
 
-// sessionPool holds session bindings, keyed by their settings only: every
-// route shares them (session ids are random and bound with the issuer),
+// sessionPool holds session bindings, keyed by their settings and store
+// only: every route shares them (session ids are random and bound with the issuer),
 // and a reload, even one that changes the rest of the configuration,
 // keeps them.
 var sessionPool = caddy.NewUsagePool()
@@ -119,9 +119,14 @@ func (c *core) sessionStore(cfg *Config) (*sessionStore, error) {
 	if !on || err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("size=%d ttl=%s", size, ttl)
+	key := fmt.Sprintf("size=%d ttl=%s store=%s", size, ttl, c.fleet.storeID())
+	shared := c.fleet.shared()
 	return acquire(c, sessionPool, key, func() (*sessionStore, func(), error) {
-		return newSessionStore(size, ttl), nil, nil
+		s := newSessionStore(size, ttl)
+		if shared != nil {
+			s.shared, s.outage = shared, outageLog("session bindings")
+		}
+		return s, nil, nil
 	})
 }
 
