@@ -35,6 +35,7 @@ type core struct {
 	metrics        *metrics        // nil without a metrics registry
 	logger         *zap.Logger
 	fleet          *App                   // the global mcp_token app; nil when none
+	localOnly      bool                   // the CLI: share_introspection served without a store
 	pooled         []pooledRef            // the shared caches this config holds
 	tokens         *verifiers.TokenCache  // verified JWTs; nil when off
 	sessions       *sessionStore          // session bindings; nil when off
@@ -105,7 +106,8 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	if msg := spoofableClientIP(ctx); lim != nil && msg != "" {
 		c.logger.Warn(msg)
 	}
-	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient, c.keyFile})
+	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{
+		jwks: c.jwksSource, introspection: c.introspectionClient, keyFile: c.keyFile, shared: c.sharedIntrospection()})
 	if err != nil {
 		return err
 	}

@@ -246,9 +246,13 @@ func (c *core) stopServing() {
 // introspectionClient takes the shared client for opts from the pool.
 func (c *core) introspectionClient(opts introspection.Options) (*introspection.Client, error) {
 	secret := sha256.Sum256([]byte(opts.ClientSecret))
-	key := fmt.Sprintf("url=%s id=%s secret=%x auth=%s timeout=%s ttl=%s nocache=%v neg=%s size=%d inflight=%d",
+	shared := ""
+	if opts.Shared != nil {
+		shared = c.fleet.storeID()
+	}
+	key := fmt.Sprintf("url=%s id=%s secret=%x auth=%s timeout=%s ttl=%s nocache=%v neg=%s size=%d inflight=%d shared=%s",
 		opts.URL, opts.ClientID, secret[:8], opts.AuthMethod, opts.Timeout, opts.CacheTTL, opts.NoCache,
-		opts.NegativeCacheTTL, opts.CacheSize, opts.MaxInFlight)
+		opts.NegativeCacheTTL, opts.CacheSize, opts.MaxInFlight, shared)
 	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.introspection")
 	return acquire(c, introspectionPool, key, func() (*introspection.Client, func(), error) {
 		cl, err := introspection.New(opts)

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcptoken/caddy-mcp-token/internal/streak"
+	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/store"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
@@ -217,3 +218,22 @@ var (
 	_ caddy.Provisioner  = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// sharedIntrospection is the fleet's introspection cache, nil without a
+// fleet store. The CLI's verify, which loads no global app, answers from
+// the endpoint.
+func (c *core) sharedIntrospection() introspection.SharedCache {
+	if r := c.fleet.shared(); r != nil {
+		return r.Cache("introspection")
+	}
+	if c.localOnly {
+		return localOnly{}
+	}
+	return nil
+}
+
+// localOnly is a shared cache that holds nothing (the CLI).
+type localOnly struct{}
+
+func (localOnly) Load(context.Context, [32]byte) ([]byte, bool, error)         { return nil, false, nil }
+func (localOnly) Store(context.Context, [32]byte, []byte, time.Duration) error { return nil }

@@ -28,7 +28,9 @@ if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return v`)
 )
 
-func (s *Redis) sessionKey(id [32]byte) string { return s.prefix + "session:" + hex.EncodeToString(id[:]) }
+func (s *Redis) sessionKey(id [32]byte) string {
+	return s.prefix + "session:" + hex.EncodeToString(id[:])
+}
 
 // SessionOwner returns the principal the session id is bound to (ok false
 // when none), extending the binding by ttl when it is p.
