@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -77,6 +78,10 @@ func TestSharedLimiterAcrossInstances(t *testing.T) {
 		if limited, _ := l.Limited("192.0.2.2"); limited {
 			t.Fatalf("another address limited at %s", name)
 		}
+		// The fleet's limit is remembered in memory: no store call needed.
+		if limited, _ := l.Local().Limited("192.0.2.1"); !limited {
+			t.Fatalf("the limit is not remembered at %s", name)
+		}
 	}
 	// Another configuration (namespace) counts apart.
 	other := limiter.NewShared(limiter.New(4, time.Minute, 0), newRedis(t, url, nil), "cfg2:", nil)
@@ -133,5 +138,34 @@ func TestSharedFallsBackToMemory(t *testing.T) {
 	a.Fail("203.0.113.9")
 	if n, _, err := newRedis(t, srv.URL, nil).Failures(context.Background(), "cfg:203.0.113.9"); err != nil || n != 1 {
 		t.Fatalf("after recovery: %d %v", n, err)
+	}
+}
+
+// BenchmarkFailedAttempt: one failed attempt on the request path
+// (Limited, then Fail), in memory vs in Redis (loopback).
+func BenchmarkFailedAttempt(b *testing.B) {
+	url, _ := startRedis(b)
+	counters := []struct {
+		name string
+		c    limiter.Counter
+	}{
+		{"memory", limiter.New(1<<30, time.Minute, 0)},
+		{"redis", limiter.NewShared(limiter.New(1<<30, time.Minute, 0), newRedis(b, url, nil), "bench:", nil)},
+	}
+	addrs := make([]string, 1000)
+	for i := range addrs {
+		addrs[i] = "10.0." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256)
+	}
+	for _, c := range counters {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				addr := addrs[i%len(addrs)]
+				if limited, _ := c.c.Limited(addr); limited {
+					b.Fatal("limited")
+				}
+				c.c.Fail(addr)
+			}
+		})
 	}
 }

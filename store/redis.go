@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,7 +49,12 @@ type Redis struct {
 func NewRedis(url string, opts RedisOptions) (*Redis, error) {
 	ro, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis store: %w", err)
+		// net/url quotes the whole URL in its errors, password included.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("redis store: the URL does not parse: %w", err)
 	}
 	s := &Redis{prefix: opts.Prefix, timeout: opts.Timeout, now: opts.Now}
 	if s.prefix == "" {

@@ -145,6 +145,20 @@ func (l *Local) Fail(addr string) {
 	l.lru.Add(addr, w)
 }
 
+// lockFor refuses addr for d from now on: a limit reached in the fleet's
+// count, remembered so the next requests from addr cost no store call.
+func (l *Local) lockFor(addr string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if until, ok := l.locked[addr]; ok && !until.Before(now.Add(d)) {
+		return
+	}
+	if l.lock(addr, now.Add(d), now) {
+		l.lru.Remove(addr)
+	}
+}
+
 // lock puts addr in the locked set until until; false when the set is
 // full of unexpired locks.
 func (l *Local) lock(addr string, until, now time.Time) bool {

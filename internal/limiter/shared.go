@@ -39,7 +39,9 @@ func NewShared(local *Local, st Store, namespace string, outage *streak.Logger) 
 	return &Shared{local: local, store: st, namespace: namespace, outage: outage}
 }
 
-// Limited implements Counter: limited in memory, or in the store.
+// Limited implements Counter: limited in memory, or in the store. A limit
+// the store reports is remembered in memory until its window ends, so an
+// address the fleet limits costs no store call while it stays limited.
 func (s *Shared) Limited(addr string) (bool, time.Duration) {
 	if limited, retry := s.local.Limited(addr); limited {
 		return limited, retry
@@ -49,6 +51,7 @@ func (s *Shared) Limited(addr string) (bool, time.Duration) {
 		return false, 0
 	}
 	if n >= int64(s.local.max) && left > 0 {
+		s.local.lockFor(addr, left)
 		return true, left
 	}
 	return false, 0
@@ -57,8 +60,10 @@ func (s *Shared) Limited(addr string) (bool, time.Duration) {
 // Fail implements Counter: counted in memory and in the store.
 func (s *Shared) Fail(addr string) {
 	s.local.Fail(addr)
-	_, _, err := s.store.AddFailure(context.Background(), s.namespace+addr, s.local.window)
-	s.ok(err)
+	n, left, err := s.store.AddFailure(context.Background(), s.namespace+addr, s.local.window)
+	if s.ok(err) && n >= int64(s.local.max) && left > 0 {
+		s.local.lockFor(addr, left)
+	}
 }
 
 // ok records the outcome of a store call.
