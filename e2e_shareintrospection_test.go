@@ -21,13 +21,17 @@ import (
 )
 
 // countingIntrospection is an introspection endpoint that says every
-// token is active and counts its calls.
+// token is active, except those starting with "bad-", and counts its calls.
 func countingIntrospection(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
 	var calls atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		w.Header().Set("Content-Type", "application/json")
+		if strings.HasPrefix(r.PostFormValue("token"), "bad-") {
+			_ = json.NewEncoder(w).Encode(map[string]any{"active": false})
+			return
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"active": true, "client_id": "fleet-client", "sub": "user-1",
 			"scope": "mcp:read", "exp": time.Now().Add(time.Hour).Unix()})
 	}))
@@ -160,5 +164,44 @@ func TestE2EShareIntrospection(t *testing.T) {
 	}
 	if st := other.Stats(); st.SharedHits != 1 || st.Calls != 1 {
 		t.Fatalf("the other instance: %+v, want 1 shared hit and 1 call", st)
+	}
+}
+
+// TestE2EFleetStoreSurvivesReload: the Redis client is pooled, so a
+// reload that keeps `store redis` keeps it, and the limiter, session
+// bindings and introspection client pooled with it keep working: after a
+// reload, answers and failed attempts still reach Redis.
+func TestE2EFleetStoreSurvivesReload(t *testing.T) {
+	url, _ := testpeers.StartRedis(t)
+	endpoint, _ := countingIntrospection(t)
+	_, backend := startBackend(t)
+	remember("fleet-client-secret")
+	global := strings.TrimSuffix(strings.TrimSpace(caddyGlobal), "}") + "\tmcp_token {\n\t\tstore redis " + url + "\n\t}\n}\n"
+	site := shareIntrospectionSite(endpoint, backend, "")
+	startCaddy(t, global+site, "caddyfile")
+	if resp, body := post(t, e2eBase+"/mcp", "opaque-reload-token-1", toolsList); resp.StatusCode != 200 {
+		t.Fatalf("before the reload: %d %s", resp.StatusCode, body)
+	}
+	// A reload that changes the site (another route) but keeps the store.
+	startCaddy(t, global+strings.Replace(site, "\thandle /mcp* {", "\thandle /other {\n\t\trespond 204\n\t}\n\thandle /mcp* {", 1), "caddyfile")
+	if resp, body := post(t, e2eBase+"/mcp", "opaque-reload-token-2", toolsList); resp.StatusCode != 200 {
+		t.Fatalf("after the reload: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := post(t, e2eBase+"/mcp", "bad-reload-token", toolsList); resp.StatusCode != 401 {
+		t.Fatalf("inactive token: %d, want 401", resp.StatusCode)
+	}
+	raw := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(url, "redis://"), "/0")})
+	defer raw.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		answers, _ := raw.Keys(context.Background(), "mcp_token:introspection:*").Result()
+		limits, _ := raw.Keys(context.Background(), "mcp_token:limit:*").Result()
+		if len(answers) == 3 && len(limits) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a reload: %d introspection answers and %d failure windows in Redis, want 3 and 1", len(answers), len(limits))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
