@@ -27,13 +27,15 @@ type core struct {
 	bodies         *semaphore.Weighted // the body budget (bodyBudget)
 	corsPreflight  bool
 	resource       ProtectedResource
-	noMetadata     bool             // no metadata is published: challenges name none (see checkAuthorizationServers)
-	filterLists    bool             // list results are filtered (listfilter.go)
-	allow          *allowRules      // allow_if rules (policy.go); nil when none
-	audit          *zap.Logger      // the audit logger (audit.go); nil when off
-	limiter        *limiter.Limiter // nil when rate limiting is off
-	metrics        *metrics         // nil without a metrics registry
+	noMetadata     bool            // no metadata is published: challenges name none (see checkAuthorizationServers)
+	filterLists    bool            // list results are filtered (listfilter.go)
+	allow          *allowRules     // allow_if rules (policy.go); nil when none
+	audit          *zap.Logger     // the audit logger (audit.go); nil when off
+	limiter        limiter.Counter // nil when rate limiting is off
+	metrics        *metrics        // nil without a metrics registry
 	logger         *zap.Logger
+	fleet          *App                   // the global mcp_token app; nil when none
+	localOnly      bool                   // the CLI: share_introspection served without a store
 	pooled         []pooledRef            // the shared caches this config holds
 	tokens         *verifiers.TokenCache  // verified JWTs; nil when off
 	sessions       *sessionStore          // session bindings; nil when off
@@ -87,11 +89,10 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	c.resource = cfg.metadata()
 	c.noMetadata = len(c.resource.AuthorizationServers) == 0 && cfg.KeyConfig.count() == 0 &&
 		len(cfg.IssuerConfigs) == 0 && cfg.Introspection == nil && !cfg.FromEnv
-	fleet, err := fleetReplay(ctx) // the global mcp_token app's store (storeapp.go)
-	if err != nil {
+	if c.fleet, err = fleetApp(ctx); err != nil { // the global mcp_token app's store (storeapp.go)
 		return err
 	}
-	if err := c.provisionDPoP(cfg, fleet); err != nil {
+	if err := c.provisionDPoP(cfg, c.fleet.replayCache()); err != nil {
 		return err
 	}
 	lim, err := c.rateLimiter(cfg)
@@ -105,7 +106,8 @@ func (cfg *Config) provision(ctx caddy.Context, c *core) error {
 	if msg := spoofableClientIP(ctx); lim != nil && msg != "" {
 		c.logger.Warn(msg)
 	}
-	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{c.jwksSource, c.introspectionClient, c.keyFile})
+	chain, err := cfg.buildChain(caddy.NewReplacer(), guardsFor(cfg), sources{
+		jwks: c.jwksSource, introspection: c.introspectionClient, keyFile: c.keyFile, shared: c.sharedIntrospection()})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,10 @@ import (
 type sources struct {
 	jwks          func(jwks.Options) (verifiers.KeySource, error)
 	introspection func(introspection.Options) (*introspection.Client, error)
-	keyFile       func(key string, create func() (*keyFile, error)) (*keyFile, error) // nil: not shared
+	// shared is the fleet's introspection cache for share_introspection;
+	// nil without a fleet store (share_introspection is then refused).
+	shared  introspection.SharedCache
+	keyFile func(key string, create func() (*keyFile, error)) (*keyFile, error) // nil: not shared
 }
 
 // policy is one set of JWT rules with its key source.
@@ -158,6 +161,12 @@ func (cfg *Config) buildIntrospection(repl *caddy.Replacer, g guards, src source
 	}
 	if err := g.endpoint("url", opts.URL); err != nil {
 		return nil, err
+	}
+	if ic.ShareIntrospection {
+		if src.shared == nil {
+			return nil, errors.New("share_introspection needs the fleet's store: add the global option `mcp_token { store redis <url> }`")
+		}
+		opts.Shared = src.shared
 	}
 	client, err := src.introspection(opts)
 	if err != nil {

@@ -127,6 +127,7 @@ func matcherPath(set caddy.ModuleMap) string {
 //	        negative_cache_ttl <duration>
 //	        cache_size         <entries>
 //	        max_in_flight      <calls>
+//	        share_introspection
 //	        issuer             <iss> [<iss>...]
 //	        audience           <aud> [<aud>...]
 //	        require_issuer

@@ -92,6 +92,11 @@ func (c *Config) parseIntrospection(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			ic.RequireIssuer = true
+		case "share_introspection":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			ic.ShareIntrospection = true
 		case "require_audience":
 			on := true
 			if d.NextArg() {
@@ -255,6 +260,7 @@ func (c *Config) checkParsed(p *parseState) error {
 		if hasPlaceholder(probeIC.ClientSecret) {
 			probeIC.ClientSecret = "placeholder-secret" // its value is checked at start
 		}
+		probeIC.ShareIntrospection = false // the global store is checked at start
 		probe.Introspection = &probeIC
 	}
 	repl := caddy.NewReplacer()

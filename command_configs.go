@@ -274,7 +274,7 @@ func verifyWithConfigs(ctx caddy.Context, configs []*mcpTokenConfig, token strin
 			results = append(results, r)
 			continue
 		}
-		c := new(core)
+		c := &core{localOnly: true} // no global app here: nothing shared
 		if err := cfg.provision(ctx, c); err != nil {
 			r.ConfigError = err.Error()
 			_ = c.release()

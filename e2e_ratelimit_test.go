@@ -27,7 +27,15 @@ func (c *fakeClock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.
 // a loaded machine gets round to it. It returns how many it set.
 func setLimiterClocks(c *fakeClock) int {
 	n := 0
-	rangePool(limiterPool, func(l *limiter.Limiter) { l.SetClock(c.now); n++ })
+	rangePool(limiterPool, func(l limiter.Counter) {
+		switch l := l.(type) {
+		case *limiter.Local:
+			l.SetClock(c.now)
+		case *limiter.Shared:
+			l.Local().SetClock(c.now)
+		}
+		n++
+	})
 	return n
 }
 

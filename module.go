@@ -312,6 +312,16 @@ type IntrospectionConfig struct {
 	// How long an inactive result is reused. Default: 5s.
 	NegativeCacheTTL caddy.Duration `json:"negative_cache_ttl,omitempty"`
 
+	// Share introspection answers across the fleet through the global
+	// `mcp_token { store redis <url> }` store: a token missing from the
+	// local cache is looked up in Redis before the endpoint is called, and
+	// a fresh answer is stored there for as long as it is cached locally
+	// (cache_ttl, never past exp; negative_cache_ttl when inactive), under
+	// a hash of the endpoint, client id and token (never the token).
+	// Refused without that store or with cache_ttl 0. During a Redis
+	// outage the local cache and the endpoint answer. Default: off.
+	ShareIntrospection bool `json:"share_introspection,omitempty"`
+
 	// Maximum number of cached results (LRU). Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 

@@ -37,8 +37,8 @@ var introspectionPool = caddy.NewUsagePool()
 // the configuration they protect, so a reload keeps the counts.
 var limiterPool = caddy.NewUsagePool()
 
-// sessionPool holds session bindings, keyed by their settings only: every
-// route shares them (session ids are random and bound with the issuer),
+// sessionPool holds session bindings, keyed by their settings and store
+// only: every route shares them (session ids are random and bound with the issuer),
 // and a reload, even one that changes the rest of the configuration,
 // keeps them.
 var sessionPool = caddy.NewUsagePool()
@@ -86,7 +86,9 @@ func rangePool[T any](pool *caddy.UsagePool, f func(T)) {
 }
 
 // rateLimiter takes the shared limiter for cfg from the pool; nil when off.
-func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
+// With the fleet's store its windows live in Redis, under a namespace
+// every instance with the same configuration derives alike.
+func (c *core) rateLimiter(cfg *Config) (limiter.Counter, error) {
 	rl := RateLimitConfig{}
 	if cfg.RateLimit != nil {
 		rl = *cfg.RateLimit
@@ -100,8 +102,14 @@ func (c *core) rateLimiter(cfg *Config) (*limiter.Limiter, error) {
 	}
 	sum := sha256.Sum256(identity)
 	key := fmt.Sprintf("max=%d window=%s addrs=%d config=%x", rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses, sum[:8])
-	return acquire(c, limiterPool, key, func() (*limiter.Limiter, func(), error) {
-		return limiter.New(rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses), nil, nil
+	ns := sha256.Sum256([]byte(key))
+	shared := c.fleet.shared()
+	return acquire(c, limiterPool, key+" store="+c.fleet.storeID(), func() (limiter.Counter, func(), error) {
+		local := limiter.New(rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses)
+		if shared == nil {
+			return local, nil, nil
+		}
+		return limiter.NewShared(local, shared, fmt.Sprintf("%x:", ns[:8]), outageLog("failed-attempt limits")), nil, nil
 	})
 }
 
@@ -111,9 +119,14 @@ func (c *core) sessionStore(cfg *Config) (*sessionStore, error) {
 	if !on || err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("size=%d ttl=%s", size, ttl)
+	key := fmt.Sprintf("size=%d ttl=%s store=%s", size, ttl, c.fleet.storeID())
+	shared := c.fleet.shared()
 	return acquire(c, sessionPool, key, func() (*sessionStore, func(), error) {
-		return newSessionStore(size, ttl), nil, nil
+		s := newSessionStore(size, ttl)
+		if shared != nil {
+			s.shared, s.outage = shared, outageLog("session bindings")
+		}
+		return s, nil, nil
 	})
 }
 
@@ -233,9 +246,13 @@ func (c *core) stopServing() {
 // introspectionClient takes the shared client for opts from the pool.
 func (c *core) introspectionClient(opts introspection.Options) (*introspection.Client, error) {
 	secret := sha256.Sum256([]byte(opts.ClientSecret))
-	key := fmt.Sprintf("url=%s id=%s secret=%x auth=%s timeout=%s ttl=%s nocache=%v neg=%s size=%d inflight=%d",
+	shared := ""
+	if opts.Shared != nil {
+		shared = c.fleet.storeID()
+	}
+	key := fmt.Sprintf("url=%s id=%s secret=%x auth=%s timeout=%s ttl=%s nocache=%v neg=%s size=%d inflight=%d shared=%s",
 		opts.URL, opts.ClientID, secret[:8], opts.AuthMethod, opts.Timeout, opts.CacheTTL, opts.NoCache,
-		opts.NegativeCacheTTL, opts.CacheSize, opts.MaxInFlight)
+		opts.NegativeCacheTTL, opts.CacheSize, opts.MaxInFlight, shared)
 	opts.Logger = caddy.Log().Named("http.handlers.mcp_token.introspection")
 	return acquire(c, introspectionPool, key, func() (*introspection.Client, func(), error) {
 		cl, err := introspection.New(opts)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -32,9 +33,10 @@ import (
 // it stuck; and a 404 tells a prober nothing about whether the id is live,
 // the backend answering the same for unknown ids.
 //
-// A session id the gateway never saw (a restart, another instance, a
-// binding evicted or expired) passes, logged at debug; the backend's
-// answer then binds it to the first principal that uses it.
+// A session id the gateway never saw (a restart, another instance without
+// the fleet's store, a binding evicted or expired) passes, logged at
+// debug; the backend's answer then binds it to the first principal that
+// uses it. With `store redis` every instance sees every binding.
 
 // Session binding defaults.
 const (
@@ -66,12 +68,16 @@ type sessionBinding struct {
 
 // sessionStore maps the SHA-256 of session ids to their principal, in a
 // bounded LRU whose entries also expire; it lives in a pool, so reloads
-// keep it.
+// keep it. With the fleet's store (sessions_shared.go) the bindings live
+// in Redis and the LRU mirrors them, answering alone while Redis fails.
 type sessionStore struct {
 	mu  sync.Mutex
 	lru *simplelru.LRU[[32]byte, sessionBinding]
 	ttl time.Duration
 	now func() time.Time
+
+	shared sharedSessions // nil: memory alone
+	outage *streak.Logger
 }
 
 func newSessionStore(size int, ttl time.Duration) *sessionStore {
@@ -83,6 +89,9 @@ func newSessionStore(size int, ttl time.Duration) *sessionStore {
 // binding's life when it is p; ok is false for a session never seen (or
 // expired).
 func (s *sessionStore) owner(id [32]byte, p [32]byte) (owner [32]byte, ok bool) {
+	if owner, ok, done := s.sharedOwner(id, p); done {
+		return owner, ok
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.lru.Get(id)
@@ -101,6 +110,9 @@ func (s *sessionStore) owner(id [32]byte, p [32]byte) (owner [32]byte, ok bool) 
 // bind binds a session to p, unless it is bound to another principal
 // already (the first binding stands until it expires).
 func (s *sessionStore) bind(id [32]byte, p [32]byte) {
+	if s.sharedBind(id, p) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -111,6 +123,7 @@ func (s *sessionStore) bind(id [32]byte, p [32]byte) {
 }
 
 func (s *sessionStore) forget(id [32]byte) {
+	s.sharedForget(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lru.Remove(id)

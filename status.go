@@ -83,7 +83,7 @@ func CurrentStatus() Status {
 	slices.SortFunc(st.TokenCaches, func(a, b TokenCacheStatus) int {
 		return cmp.Or(cmp.Compare(b.Entries, a.Entries), cmp.Compare(b.Hits, a.Hits), cmp.Compare(b.Misses, a.Misses))
 	})
-	rangePool(limiterPool, func(l *limiter.Limiter) { st.RateLimiters = append(st.RateLimiters, l.Status()) })
+	rangePool(limiterPool, func(l limiter.Counter) { st.RateLimiters = append(st.RateLimiters, l.Status()) })
 	slices.SortFunc(st.RateLimiters, func(a, b limiter.Status) int {
 		return cmp.Or(cmp.Compare(b.Tracked, a.Tracked), cmp.Compare(b.Limited, a.Limited))
 	})

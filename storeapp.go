@@ -2,6 +2,7 @@ package mcptoken
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcptoken/caddy-mcp-token/internal/streak"
+	"github.com/mcptoken/caddy-mcp-token/introspection"
 	"github.com/mcptoken/caddy-mcp-token/store"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
@@ -23,17 +25,24 @@ func init() {
 }
 
 // App is the global mcp_token app: the state that gateway instances share
-// when they run as a fleet. Today: the DPoP replay cache in Redis, so a
-// proof accepted by one instance is refused by every other. Without it
-// every instance keeps its own state in memory.
+// when they run as a fleet, in Redis: the DPoP replay cache (a proof
+// accepted by one instance is refused by every other), failed-attempt
+// windows, session bindings and, with share_introspection, introspection
+// answers. Without it every instance keeps its own state in memory.
 type App struct {
 	// Store is where shared state lives. Default: memory (per instance).
 	Store *StoreConfig `json:"store,omitempty"`
 
 	redis  *store.Redis
+	id     string // the store's key in storePool; names it in other pools' keys
 	logger *zap.Logger
-	outage *streak.Logger // Redis failures: one WARN per streak
+	outage *streak.Logger // Redis failures of the replay cache: one WARN per streak
 }
+
+// storePool holds the Redis clients, keyed by what they connect to, so a
+// config reload keeps the client, and the limiters and session bindings
+// pooled with it keep a live one.
+var storePool = caddy.NewUsagePool()
 
 // StoreConfig names the shared store.
 type StoreConfig struct {
@@ -70,20 +79,61 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if url == "" {
 		return errors.New("mcp_token store redis: a URL is required")
 	}
-	var err error
-	a.redis, err = store.NewRedis(url, store.RedisOptions{Prefix: a.Store.Prefix, Timeout: time.Duration(a.Store.Timeout)})
-	return err
+	opts := store.RedisOptions{Prefix: a.Store.Prefix, Timeout: time.Duration(a.Store.Timeout)}
+	sum := sha256.Sum256([]byte(url)) // the URL may hold a password: only its hash is kept
+	id := fmt.Sprintf("redis=%x prefix=%q timeout=%s", sum[:8], opts.Prefix, opts.Timeout)
+	val, _, err := storePool.LoadOrNew(id, func() (caddy.Destructor, error) {
+		r, err := store.NewRedis(url, opts)
+		if err != nil {
+			return nil, err
+		}
+		return pooled[*store.Redis]{r, func() { _ = r.Close() }}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.redis, a.id = val.(pooled[*store.Redis]).value, id
+	return nil
 }
 
 // Start implements caddy.App.
 func (a *App) Start() error { return nil }
 
-// Stop closes the store's connections.
-func (a *App) Stop() error {
-	if a.redis != nil {
-		return a.redis.Close()
+// Stop implements caddy.App; the client is released by Cleanup.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases the store's client; the last release closes it.
+func (a *App) Cleanup() error {
+	if a.redis == nil {
+		return nil
 	}
-	return nil
+	a.redis = nil
+	_, err := storePool.Delete(a.id)
+	return err
+}
+
+// shared is the fleet's store, nil for per-instance memory.
+func (a *App) shared() *store.Redis {
+	if a == nil {
+		return nil
+	}
+	return a.redis
+}
+
+// storeID names the fleet's store in pool keys ("" for memory), so a
+// limiter or session store made for one store is never handed to a
+// config using another.
+func (a *App) storeID() string {
+	if a.shared() == nil {
+		return ""
+	}
+	return a.id
+}
+
+// outageLog is a streak logger for one use of the store; pooled values
+// outlive a config, so it writes to Caddy's default logger.
+func outageLog(what string) *streak.Logger {
+	return streak.New(caddy.Log().Named("mcp_token"), "mcp_token redis store ("+what+")", nil)
 }
 
 // replayCache is the fleet's replay cache, nil for per-instance memory.
@@ -111,9 +161,9 @@ func (l loggedReplay) Seen(ctx context.Context, key string, until time.Time) (bo
 	return seen, err
 }
 
-// fleetReplay is the replay cache of the global mcp_token app when one is
-// configured with a shared store; nil otherwise.
-func fleetReplay(ctx caddy.Context) (verifiers.ReplayCache, error) {
+// fleetApp is the global mcp_token app, nil when none is configured (its
+// methods then answer "memory").
+func fleetApp(ctx caddy.Context) (*App, error) {
 	app, err := ctx.AppIfConfigured("mcp_token")
 	if errors.Is(err, caddy.ErrNotConfigured) {
 		return nil, nil
@@ -121,7 +171,7 @@ func fleetReplay(ctx caddy.Context) (verifiers.ReplayCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcp_token app: %w", err)
 	}
-	return app.(*App).replayCache(), nil
+	return app.(*App), nil
 }
 
 // parseGlobalOption reads the global option
@@ -164,6 +214,26 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// sharedIntrospection is the fleet's introspection cache, nil without a
+// fleet store. The CLI's verify, which loads no global app, answers from
+// the endpoint.
+func (c *core) sharedIntrospection() introspection.SharedCache {
+	if r := c.fleet.shared(); r != nil {
+		return r.Cache("introspection")
+	}
+	if c.localOnly {
+		return localOnly{}
+	}
+	return nil
+}
+
+// localOnly is a shared cache that holds nothing (the CLI).
+type localOnly struct{}
+
+func (localOnly) Load(context.Context, [32]byte) ([]byte, bool, error)         { return nil, false, nil }
+func (localOnly) Store(context.Context, [32]byte, []byte, time.Duration) error { return nil }

@@ -90,9 +90,22 @@ func (c *Client) leave(key [sha256.Size]byte, cl *call) {
 	cl.cancel()
 }
 
-// run makes the call and publishes its result.
+// run makes the call (past the shared cache, when there is one) and
+// publishes its result.
 func (c *Client) run(ctx context.Context, key [sha256.Size]byte, token string, cl *call) {
-	e, err := c.introspect(ctx, token)
+	var e entry
+	var err error
+	var sk [sha256.Size]byte
+	fromShared := false
+	if c.opts.Shared != nil {
+		sk = c.sharedKey(token)
+		e, fromShared = c.loadShared(ctx, sk)
+	}
+	if fromShared {
+		c.sharedHits.Add(1)
+	} else {
+		e, err = c.introspect(ctx, token)
+	}
 	abandoned := err != nil && errors.Is(ctx.Err(), context.Canceled)
 	switch {
 	case abandoned:
@@ -101,6 +114,8 @@ func (c *Client) run(ctx context.Context, key [sha256.Size]byte, token string, c
 	case err != nil:
 		c.failures.Add(1)
 		c.streak.Failure(err, zap.String("endpoint", c.display))
+	case fromShared:
+		c.cache.Add(key, e)
 	default:
 		c.streak.Success(zap.String("endpoint", c.display))
 		if !c.opts.NoCache {
@@ -116,6 +131,10 @@ func (c *Client) run(ctx context.Context, key [sha256.Size]byte, token string, c
 	cl.e, cl.err = e, err
 	c.mu.Unlock()
 	close(cl.done)
+	if c.opts.Shared != nil && err == nil && !fromShared {
+		// After the waiters have their answer: none waits on the store.
+		c.storeShared(context.Background(), sk, e)
+	}
 }
 
 // introspect calls the endpoint. Any answer that is not a 2xx JSON object

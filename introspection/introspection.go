@@ -73,6 +73,12 @@ type Options struct {
 	// following redirects, on a transport of its own holding at most
 	// MaxInFlight connections (and keeping as many idle for reuse).
 	Client *http.Client
+	// Shared, when set, is a cache the gateway instances of a fleet share:
+	// a token missing from the local cache is looked up there before the
+	// endpoint is called, and a fresh answer is stored there for as long
+	// as it is cached locally. Its failures are misses (the endpoint
+	// answers), logged once per streak. It needs the cache (not NoCache).
+	Shared SharedCache
 	// Logger receives endpoint trouble, once per failure streak.
 	Logger *zap.Logger
 	// Now is the clock. Default time.Now.
@@ -102,6 +108,8 @@ type Stats struct {
 	Failures  int64 `json:"failures"`   // calls that ended in a technical failure
 	Rejected  int64 `json:"rejected"`   // requests refused at once: MaxInFlight calls outstanding
 	Abandoned int64 `json:"abandoned"`  // calls cancelled because every request waiting for them went away
+	// SharedHits counts answers taken from the fleet's shared cache.
+	SharedHits int64 `json:"shared_hits,omitempty"`
 }
 
 // entry is a cached introspection result: the token's identity, or
@@ -121,11 +129,13 @@ type Client struct {
 	cache   *lru.Cache[[sha256.Size]byte, entry]
 	streak  *streak.Logger
 
+	sharedStreak *streak.Logger // the shared cache's failures
+
 	mu       sync.Mutex
 	flights  map[[sha256.Size]byte]*call // shared calls still accepting waiters
 	inFlight int                         // calls outstanding, abandoned ones included
 
-	calls, hits, failures, rejected, abandoned atomic.Int64
+	calls, hits, failures, rejected, abandoned, sharedHits atomic.Int64
 }
 
 // Verifier is a verifiers.Verifier for opaque tokens: a Client's answers
@@ -172,6 +182,9 @@ func New(opts Options) (*Client, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
+	if opts.Shared != nil && opts.NoCache {
+		return nil, errors.New("a shared cache needs the cache: cache_ttl 0 turns it off")
+	}
 	if opts.MaxInFlight < 0 {
 		return nil, errors.New("max in-flight calls must not be negative")
 	}
@@ -189,7 +202,8 @@ func New(opts Options) (*Client, error) {
 		return nil, err
 	}
 	return &Client{opts: opts, display: remote.Redact(opts.URL), cache: cache, flights: map[[sha256.Size]byte]*call{},
-		streak: streak.New(opts.Logger, "token introspection", opts.Now)}, nil
+		streak:       streak.New(opts.Logger, "token introspection", opts.Now),
+		sharedStreak: streak.New(opts.Logger, "shared introspection cache (redis)", opts.Now)}, nil
 }
 
 // Verifier returns a verifier applying r to this client's answers.
@@ -203,7 +217,7 @@ func (c *Client) Verifier(r Rules) (*Verifier, error) {
 // Stats returns the counters.
 func (c *Client) Stats() Stats {
 	return Stats{Calls: c.calls.Load(), CacheHits: c.hits.Load(), Failures: c.failures.Load(),
-		Rejected: c.rejected.Load(), Abandoned: c.abandoned.Load()}
+		Rejected: c.rejected.Load(), Abandoned: c.abandoned.Load(), SharedHits: c.sharedHits.Load()}
 }
 
 // Close closes the idle connections of the client's own transport; calls

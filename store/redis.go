@@ -1,12 +1,16 @@
 // Package store holds the state gateway instances share when they run as a
-// fleet: the DPoP replay cache (a proof accepted by one instance is refused
-// by every other) in Redis. It has no Caddy dependency.
+// fleet, in Redis: the DPoP replay cache (a proof accepted by one instance
+// is refused by every other), failed-attempt windows, session bindings and
+// introspection answers. A breaker pauses the client after a call the
+// server did not answer, so a hung server costs one timeout per pause, not
+// one per request. It has no Caddy dependency.
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,6 +28,9 @@ type RedisOptions struct {
 	Prefix string
 	// Timeout bounds each call. Default: DefaultTimeout.
 	Timeout time.Duration
+	// Pause is how long calls fail at once (ErrPaused) after one got no
+	// answer. Default: DefaultPause.
+	Pause time.Duration
 	// Now is the clock for expiry times. Default: time.Now.
 	Now func() time.Time
 }
@@ -31,6 +38,7 @@ type RedisOptions struct {
 // Redis is a store in a Redis server (or a compatible one).
 type Redis struct {
 	client  *redis.Client
+	breaker *breaker
 	prefix  string
 	timeout time.Duration
 	now     func() time.Time
@@ -41,7 +49,12 @@ type Redis struct {
 func NewRedis(url string, opts RedisOptions) (*Redis, error) {
 	ro, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis store: %w", err)
+		// net/url quotes the whole URL in its errors, password included.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("redis store: the URL does not parse: %w", err)
 	}
 	s := &Redis{prefix: opts.Prefix, timeout: opts.Timeout, now: opts.Now}
 	if s.prefix == "" {
@@ -54,10 +67,12 @@ func NewRedis(url string, opts RedisOptions) (*Redis, error) {
 		s.now = time.Now
 	}
 	// Fail fast: one attempt per call, bounded by the call's context.
-	ro.MaxRetries = -1
+	ro.MaxRetries, ro.DialerRetries = -1, 1
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = s.timeout, s.timeout, s.timeout
 	ro.ContextTimeoutEnabled = true
 	s.client = redis.NewClient(ro)
+	s.breaker = newBreaker(opts.Pause, nil)
+	s.client.AddHook(s.breaker)
 	return s, nil
 }
 
@@ -76,10 +91,7 @@ func (s *Redis) Ping(ctx context.Context) error {
 // error is a technical failure: the caller refuses the request as
 // unavailable (503), never passes it.
 func (s *Redis) Seen(ctx context.Context, key string, until time.Time) (bool, error) {
-	ttl := until.Sub(s.now())
-	if ttl < time.Millisecond {
-		ttl = time.Millisecond
-	}
+	ttl := max(until.Sub(s.now()), time.Millisecond)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	err := s.client.SetArgs(ctx, s.prefix+"dpop:jti:"+key, "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
@@ -91,6 +103,11 @@ func (s *Redis) Seen(ctx context.Context, key string, until time.Time) (bool, er
 	default:
 		return false, fmt.Errorf("redis replay cache: %w", err)
 	}
+}
+
+// call bounds ctx by the store's timeout.
+func (s *Redis) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 // Interface guards

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,5 +154,22 @@ func BenchmarkReplayCache(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRedisURLPasswordNeverInErrors: a URL that does not parse is refused
+// without quoting its password.
+func TestRedisURLPasswordNeverInErrors(t *testing.T) {
+	for _, u := range []string{
+		"redis://user:s3cr3t-pass@127.0.0.1:notaport/0",
+		"redis://user:s3cr3t-pass@127.0.0.1:6379/notadb",
+		"redis://user:s3cr3t-pass@127.0.0.1:6379/0?dial_timeout=soon",
+		"http://user:s3cr3t-pass@127.0.0.1:6379/0",
+		"redis://user:s3cr3t-pass@[::1/0",
+	} {
+		_, err := store.NewRedis(u, store.RedisOptions{})
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("%q: %v", u, err)
+		}
 	}
 }

@@ -1,5 +1,6 @@
 // Package limiter counts failed authentication attempts per client address
-// in fixed windows, in bounded memory.
+// in fixed windows: in bounded memory (Local), or in a store several
+// gateway instances share (Shared), with memory as its fallback.
 package limiter
 
 import (
@@ -17,12 +18,23 @@ const (
 	DefaultMaxAddresses = 10000
 )
 
+// Counter is the request path's view of a limiter.
+type Counter interface {
+	// Limited reports whether addr must wait, and for how long. It
+	// records nothing.
+	Limited(addr string) (bool, time.Duration)
+	// Fail records a failed attempt by addr.
+	Fail(addr string)
+	// Status is the limiter's state for an operator's status page.
+	Status() Status
+}
+
 type window struct {
 	start    time.Time
 	failures int
 }
 
-// Limiter refuses an address that failed MaxAttempts times within the
+// Local refuses an address that failed MaxAttempts times within the
 // window that began at its first failure, until that window ends.
 //
 // Memory is bounded twice. Addresses that are counting but not locked
@@ -33,7 +45,7 @@ type window struct {
 // window, so flooding the LRU with made-up addresses cannot free a locked
 // address early. When the locked set is full of unexpired locks, a newly
 // locked address stays in the LRU (still refused while it is there).
-type Limiter struct {
+type Local struct {
 	max    int
 	cap    int
 	window time.Duration
@@ -47,7 +59,7 @@ type Limiter struct {
 }
 
 // New returns a limiter; zero arguments mean the defaults.
-func New(maxAttempts int, win time.Duration, maxAddresses int) *Limiter {
+func New(maxAttempts int, win time.Duration, maxAddresses int) *Local {
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
 	}
@@ -58,7 +70,7 @@ func New(maxAttempts int, win time.Duration, maxAddresses int) *Limiter {
 		maxAddresses = DefaultMaxAddresses
 	}
 	lru, _ := simplelru.NewLRU[string, window](maxAddresses, nil)
-	return &Limiter{max: maxAttempts, cap: maxAddresses, window: win, lru: lru,
+	return &Local{max: maxAttempts, cap: maxAddresses, window: win, lru: lru,
 		locked: map[string]time.Time{}, now: time.Now}
 }
 
@@ -80,7 +92,7 @@ func Key(ip string) string {
 }
 
 // SetClock replaces the clock (tests).
-func (l *Limiter) SetClock(now func() time.Time) {
+func (l *Local) SetClock(now func() time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.now = now
@@ -88,7 +100,7 @@ func (l *Limiter) SetClock(now func() time.Time) {
 
 // Limited reports whether addr must wait, and for how long. It records
 // nothing.
-func (l *Limiter) Limited(addr string) (bool, time.Duration) {
+func (l *Local) Limited(addr string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -114,7 +126,7 @@ func (l *Limiter) Limited(addr string) (bool, time.Duration) {
 }
 
 // Fail records a failed attempt by addr.
-func (l *Limiter) Fail(addr string) {
+func (l *Local) Fail(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -133,9 +145,23 @@ func (l *Limiter) Fail(addr string) {
 	l.lru.Add(addr, w)
 }
 
+// lockFor refuses addr for d from now on: a limit reached in the fleet's
+// count, remembered so the next requests from addr cost no store call.
+func (l *Local) lockFor(addr string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if until, ok := l.locked[addr]; ok && !until.Before(now.Add(d)) {
+		return
+	}
+	if l.lock(addr, now.Add(d), now) {
+		l.lru.Remove(addr)
+	}
+}
+
 // lock puts addr in the locked set until until; false when the set is
 // full of unexpired locks.
-func (l *Limiter) lock(addr string, until, now time.Time) bool {
+func (l *Local) lock(addr string, until, now time.Time) bool {
 	if len(l.locked) >= l.cap {
 		if now.Before(l.nextUnlock) {
 			return false
@@ -160,7 +186,7 @@ func (l *Limiter) lock(addr string, until, now time.Time) bool {
 }
 
 // Len is the number of addresses tracked, counting and locked.
-func (l *Limiter) Len() int {
+func (l *Local) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lru.Len() + len(l.locked)
@@ -177,11 +203,15 @@ type Status struct {
 	MaxAttempts  int    `json:"max_attempts"`
 	Window       string `json:"window"`
 	MaxAddresses int    `json:"max_addresses"`
+	// Store is where the windows are shared: empty for this instance's
+	// memory alone, "redis" for the fleet's store (the counts above are
+	// then this instance's memory, its fallback).
+	Store string `json:"store,omitempty"`
 }
 
 // Status counts the tracked and limited addresses (one pass over at most
 // twice MaxAddresses entries).
-func (l *Limiter) Status() Status {
+func (l *Local) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := Status{MaxAttempts: l.max, Window: l.window.String(), MaxAddresses: l.cap}
@@ -203,3 +233,6 @@ func (l *Limiter) Status() Status {
 	}
 	return st
 }
+
+// Interface guard
+var _ Counter = (*Local)(nil)

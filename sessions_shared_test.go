@@ -1,0 +1,89 @@
+package mcptoken
+
+import (
+	"crypto/sha256"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/mcptoken/caddy-mcp-token/internal/streak"
+	"github.com/mcptoken/caddy-mcp-token/internal/testpeers"
+	"github.com/mcptoken/caddy-mcp-token/store"
+)
+
+// TestRedisSessionBindings: two instances on one Redis see each other's
+// bindings (the first stands, its use extends it, a DELETE ends it at
+// both); with Redis down each answers from its memory, where sessions it
+// never saw pass, with one WARN per streak.
+func TestRedisSessionBindings(t *testing.T) {
+	srv := testpeers.StartRedisServer(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	const ttl = 400 * time.Millisecond
+	instance := func(outage *streak.Logger) *sessionStore {
+		r, err := store.NewRedis(srv.URL, store.RedisOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		s := newSessionStore(100, ttl)
+		s.shared, s.outage = r, outage
+		return s
+	}
+	a, b := instance(nil), instance(streak.New(zap.New(core), "redis sessions", nil))
+	alice, mallory := sha256.Sum256([]byte("alice")), sha256.Sum256([]byte("mallory"))
+	sess := sha256.Sum256([]byte("session-1"))
+	a.bind(sess, alice)
+	if owner, ok := b.owner(sess, mallory); !ok || owner != alice {
+		t.Fatalf("bound at A, asked at B: %v %x", ok, owner[:4])
+	}
+	b.bind(sess, mallory) // the first binding stands
+	if owner, ok := a.owner(sess, alice); !ok || owner != alice {
+		t.Fatalf("a second binding replaced the first: %v %x", ok, owner[:4])
+	}
+	// Each use by its principal extends the binding past its first TTL.
+	for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(ttl / 4) {
+		if owner, ok := b.owner(sess, alice); !ok || owner != alice {
+			t.Fatal("a binding in use expired")
+		}
+	}
+	a.forget(sess)
+	if _, ok := b.owner(sess, alice); ok {
+		t.Fatal("a session ended at A still bound at B")
+	}
+	// Unused, a binding expires.
+	other := sha256.Sum256([]byte("session-2"))
+	b.bind(other, alice)
+	time.Sleep(ttl + 100*time.Millisecond)
+	if _, ok := a.owner(other, mallory); ok {
+		t.Fatal("an unused binding outlived its TTL")
+	}
+	// Outage: memory answers. B mirrored the binding it made.
+	third, unseen := sha256.Sum256([]byte("session-3")), sha256.Sum256([]byte("session-4"))
+	b.bind(third, alice)
+	srv.Stop()
+	if owner, ok := b.owner(third, mallory); !ok || owner != alice {
+		t.Fatal("Redis down: B forgot a binding it mirrored")
+	}
+	if _, ok := b.owner(unseen, mallory); ok {
+		t.Fatal("Redis down: an unseen session did not pass")
+	}
+	b.bind(unseen, mallory)
+	if owner, ok := b.owner(unseen, alice); !ok || owner != mallory {
+		t.Fatal("Redis down: a binding made in memory is not kept")
+	}
+	if n := logs.FilterLevelExact(zapcore.WarnLevel).Len(); n != 1 {
+		t.Fatalf("%d WARN lines for one outage, want 1: %v", n, logs.All())
+	}
+	srv.Start(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessage("redis sessions recovered").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery logged: %v", logs.All())
+		}
+		b.owner(unseen, mallory)
+		time.Sleep(50 * time.Millisecond)
+	}
+}

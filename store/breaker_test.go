@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcptoken/caddy-mcp-token/internal/testpeers"
+)
+
+// silentServer accepts connections and never answers (a hung Redis).
+func silentServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+func newTestRedis(t *testing.T, url string, timeout time.Duration) *Redis {
+	t.Helper()
+	s, err := NewRedis(url, RedisOptions{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// timed runs f and returns its error and duration.
+func timed(f func() error) (error, time.Duration) {
+	start := time.Now()
+	err := f()
+	return err, time.Since(start)
+}
+
+// TestRedisPausesAfterAnUnansweredCall: against a server that accepts and
+// never answers, the first call takes its timeout and pauses the store;
+// calls during the pause fail at once with ErrPaused; when the pause ends
+// one call tries the server again while a concurrent one still fails at
+// once.
+func TestRedisPausesAfterAnUnansweredCall(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	s := newTestRedis(t, "redis://"+silentServer(t)+"/0", timeout)
+	ctx := context.Background()
+	err, took := timed(func() error { return s.Ping(ctx) })
+	if err == nil || errors.Is(err, ErrPaused) || took < timeout-50*time.Millisecond {
+		t.Fatalf("first call: %v after %s, want a timeout after about %s", err, took, timeout)
+	}
+	pausedAt := time.Now()
+	err, took = timed(func() error {
+		for i := 0; i < 20; i++ {
+			if _, err := s.Seen(ctx, "k", time.Now().Add(time.Minute)); !errors.Is(err, ErrPaused) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || took > 100*time.Millisecond {
+		t.Fatalf("20 calls during the pause: %v, %s; want ErrPaused each, at once", err, took)
+	}
+	time.Sleep(time.Until(pausedAt.Add(DefaultPause + 50*time.Millisecond)))
+	trial := make(chan error, 1)
+	var trialTook time.Duration
+	go func() {
+		var err error
+		err, trialTook = timed(func() error { return s.Ping(ctx) })
+		trial <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the trial is waiting on the server
+	err, took = timed(func() error { return s.Ping(ctx) })
+	if !errors.Is(err, ErrPaused) || took > 50*time.Millisecond {
+		t.Fatalf("a call during the trial: %v after %s, want ErrPaused at once", err, took)
+	}
+	if err := <-trial; err == nil || errors.Is(err, ErrPaused) || trialTook < timeout-50*time.Millisecond {
+		t.Fatalf("the trial: %v after %s, want a timeout after about %s", err, trialTook, timeout)
+	}
+	if err := s.Ping(ctx); !errors.Is(err, ErrPaused) {
+		t.Fatalf("after a failed trial: %v, want a new pause", err)
+	}
+}
+
+// TestRedisPauseEndsWhenTheServerAnswers: a stopped redis-server pauses
+// the store; started again on the same port, the first call after the
+// pause reaches it and ends the pause. An error reply is an answer too.
+func TestRedisPauseEndsWhenTheServerAnswers(t *testing.T) {
+	srv := testpeers.StartRedisServer(t)
+	s := newTestRedis(t, srv.URL, 0)
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if err := s.Ping(ctx); err == nil || errors.Is(err, ErrPaused) {
+		t.Fatalf("server stopped: %v, want a connection error", err)
+	}
+	pausedAt := time.Now()
+	if err := s.Ping(ctx); !errors.Is(err, ErrPaused) {
+		t.Fatalf("during the pause: %v, want ErrPaused", err)
+	}
+	srv.Start(t)
+	if err := s.Ping(ctx); !errors.Is(err, ErrPaused) && time.Since(pausedAt) < DefaultPause {
+		t.Fatalf("server back, pause not over: %v, want ErrPaused", err)
+	}
+	time.Sleep(time.Until(pausedAt.Add(DefaultPause + 50*time.Millisecond)))
+	// The trial gets an error reply: an answer, so the pause ends.
+	if err := s.client.Do(ctx, "NO-SUCH-COMMAND").Err(); err == nil || errors.Is(err, ErrPaused) {
+		t.Fatalf("trial: %v, want an error reply", err)
+	}
+	if s.breaker.paused() {
+		t.Fatal("still paused after an error reply")
+	}
+	for i := 0; i < 5; i++ {
+		if seen, err := s.Seen(ctx, "after", time.Now().Add(time.Minute)); err != nil || seen != (i > 0) {
+			t.Fatalf("call %d after recovery: %v %v", i, seen, err)
+		}
+	}
+}
