@@ -169,11 +169,14 @@ func (c *core) senderConstraint(r *http.Request, token string, dpop bool, tok *v
 	case jkt == "":
 		return verifiers.ErrNotBound
 	}
-	_, err = c.dpop.Check(r.Context(), verifiers.DPoPRequest{
-		Proofs: r.Header.Values("DPoP"), Method: r.Method, URL: requestURI(r), AccessToken: token, JKT: jkt,
+	proof, err := c.dpop.Check(r.Context(), verifiers.DPoPRequest{
+		Proofs: r.Header.Values("DPoP"), Method: r.Method, URL: requestURI(r, &c.resource), AccessToken: token, JKT: jkt,
 	})
 	if err == nil {
 		caddyhttp.SetVar(r.Context(), dpopVar, true)
+		if proof.RenewNonce {
+			caddyhttp.SetVar(r.Context(), dpopRenewVar, true)
+		}
 		if !c.forwardToken {
 			r.Header.Del("DPoP")
 		}
@@ -181,22 +184,43 @@ func (c *core) senderConstraint(r *http.Request, token string, dpop bool, tok *v
 	return err
 }
 
-// dpopVar marks a request accepted with a DPoP proof, for the challenge of
-// a later refusal (the Authorization header is gone by then).
-const dpopVar = "mcp_token.dpop"
+const (
+	// dpopVar marks a request accepted with a DPoP proof, for the
+	// challenge of a later refusal (the Authorization header is gone by
+	// then).
+	dpopVar = "mcp_token.dpop"
+	// dpopRenewVar marks an accepted proof whose server nonce is past half
+	// its lifetime: the answer carries a fresh one (renewNonce).
+	dpopRenewVar = "mcp_token.dpop_renew_nonce"
+)
 
-// requestURI is the URI the client used: scheme and host of the
-// connection, and the path before any rewrite (query ignored).
-func requestURI(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
+// requestURI is the URI the client used, as DPoP's htu names it: the
+// origin of the resource as the metadata publishes it (origin.go: the
+// configured resource, a trusted proxy's forwarded headers, or the
+// connection) and the path before any rewrite (query ignored).
+func requestURI(r *http.Request, p *ProtectedResource) string {
 	u := r.URL
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
 		u = orig.URL
 	}
-	return scheme + "://" + r.Host + u.EscapedPath()
+	return p.origin(r) + u.EscapedPath()
+}
+
+// renewNonce adds a fresh DPoP-Nonce to the answer to an accepted request
+// whose proof carried a server nonce past half its lifetime (RFC 9449
+// §8.2), so a client renews before its nonce expires; browsers may read
+// it. Without server nonces it does nothing.
+func (c *core) renewNonce(hdr http.Header, r *http.Request) {
+	if c.dpop == nil || c.dpop.Nonces() == nil {
+		return
+	}
+	if renew, _ := caddyhttp.GetVar(r.Context(), dpopRenewVar).(bool); !renew {
+		return
+	}
+	hdr.Set("DPoP-Nonce", c.dpop.Nonces().Nonce())
+	if r.Header.Get("Origin") != "" {
+		hdr.Add("Access-Control-Expose-Headers", "DPoP-Nonce")
+	}
 }
 
 // usedDPoP reports whether the request presented the DPoP scheme.

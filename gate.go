@@ -81,6 +81,7 @@ func (c *core) check(w http.ResponseWriter, r *http.Request) (out outcome) {
 		c.widenScopeError(w, r, &out) // one challenge names every scope needed (scopeimplies.go)
 		return out
 	}
+	c.renewNonce(w.Header(), r) // a DPoP-Nonce past half its life renewed (dpop.go)
 	var err error
 	if c.sessions != nil {
 		out.session, err = c.checkSession(r, out.accepted.Extra.(*userVars).principal)

@@ -82,20 +82,6 @@ func (p *ProtectedResource) resourcePath(r *http.Request) string {
 	return strings.TrimSuffix(r.URL.Path, "/")
 }
 
-// origin is scheme://host of the configured resource, else of the request.
-func (p *ProtectedResource) origin(r *http.Request) string {
-	if p.Resource != "" {
-		if u, err := url.Parse(p.Resource); err == nil && u.Host != "" {
-			return u.Scheme + "://" + u.Host
-		}
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
 // MetadataURL is the URL of the resource's RFC 9728 metadata document.
 func (p *ProtectedResource) MetadataURL(r *http.Request) string {
 	return p.origin(r) + WellKnownPath + p.resourcePath(r)
@@ -211,7 +197,8 @@ func (MetadataHandler) CaddyModule() caddy.ModuleInfo {
 
 // ServeHTTP answers GET/HEAD with the metadata and OPTIONS with CORS. A
 // document derived from the request (no resource configured) is sent
-// with Vary: Host and private caching only; a configured one is public.
+// with Vary: Host (and the forwarded headers, from a trusted proxy) and
+// private caching only; a configured one is public.
 func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	hdr := w.Header()
 	hdr.Set("Access-Control-Allow-Origin", "*")
@@ -235,10 +222,14 @@ func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ ca
 	if m.Resource != "" {
 		hdr.Set("Cache-Control", "public, max-age=3600")
 	} else {
-		// Derived from the request's scheme and Host: no shared cache
-		// may serve one client's answer to another.
+		// Derived from the request's scheme and Host (origin.go), and
+		// from a trusted proxy's X-Forwarded-Proto and X-Forwarded-Host:
+		// no shared cache may serve one client's answer to another.
 		hdr.Set("Cache-Control", "private, max-age=3600")
 		hdr.Add("Vary", "Host")
+		if fromTrustedProxy(r) {
+			hdr.Add("Vary", "X-Forwarded-Host, X-Forwarded-Proto")
+		}
 	}
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)

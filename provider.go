@@ -49,6 +49,7 @@ func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (ca
 		if out.took > 0 { // a verifier ran (not a cache hit)
 			a.outage.Success()
 		}
+		a.core.renewNonce(w.Header(), r) // dpop.go
 		return caddyauth.User{ID: out.accepted.Token.ClientID, Metadata: out.accepted.Extra.(*userVars).meta}, true, nil
 	}
 	if verifiers.Classify(out.err).Status == http.StatusServiceUnavailable {

@@ -64,6 +64,9 @@ type NonceSource interface {
 	// Valid reports whether a proof's nonce is one this source (or a
 	// peer sharing its key) issued and that has not expired.
 	Valid(nonce string) bool
+	// Renew reports whether a valid nonce is past half its lifetime, so
+	// that the server sends a fresh one with its answer (RFC 9449 §8.2).
+	Renew(nonce string) bool
 }
 
 // DPoPChecker checks DPoP proofs. It is safe for concurrent use.
@@ -131,6 +134,9 @@ type DPoPProof struct {
 	ID string
 	// IssuedAt is the proof's iat.
 	IssuedAt time.Time
+	// RenewNonce: the proof's server nonce is past half its lifetime; the
+	// answer should carry a fresh DPoP-Nonce.
+	RenewNonce bool
 }
 
 // proofHeader is a proof's JOSE header.
@@ -206,7 +212,9 @@ func (c *DPoPChecker) Check(ctx context.Context, req DPoPRequest) (*DPoPProof, e
 	}
 	want, err := NormalizeHTU(req.URL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: request URI: %w", ErrUnavailable, err)
+		// The request's own URI (its Host) does not parse: no proof can
+		// name it, and the client sent it.
+		return nil, fmt.Errorf("%w: request URI: %w", ErrBadProof, err)
 	}
 	if got, err := NormalizeHTU(*claims.HTU); err != nil || got != want {
 		return nil, fmt.Errorf("%w: htu is not the request URI", ErrBadProof)
@@ -243,7 +251,8 @@ func (c *DPoPChecker) Check(ctx context.Context, req DPoPRequest) (*DPoPProof, e
 	if seen {
 		return nil, fmt.Errorf("%w: jti", ErrProofReplayed)
 	}
-	return &DPoPProof{JKT: key.jkt, ID: *claims.JTI, IssuedAt: issued}, nil
+	renew := c.nonces != nil && c.nonces.Renew(*claims.Nonce)
+	return &DPoPProof{JKT: key.jkt, ID: *claims.JTI, IssuedAt: issued, RenewNonce: renew}, nil
 }
 
 // decodeSegment decodes one base64url JSON object of a JWS, refusing

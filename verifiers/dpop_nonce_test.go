@@ -3,6 +3,7 @@ package verifiers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,49 @@ func TestHMACNonces(t *testing.T) {
 	}
 	if _, err := verifiers.NewHMACNonces([]byte("short"), 0, nil); err == nil {
 		t.Fatal("short key accepted")
+	}
+}
+
+// TestHMACNoncesRenew: a nonce is renewed once half its lifetime has
+// passed (RFC 9449 §8.2), and a proof checked with it says so.
+func TestHMACNoncesRenew(t *testing.T) {
+	now := dpopNow
+	clock := func() time.Time { return now }
+	nonces, _ := verifiers.NewHMACNonces(nonceKey, time.Minute, clock)
+	c := newChecker(t, verifiers.DPoPOptions{Nonces: nonces, Now: clock})
+	k := newECKey(t)
+	nonce := nonces.Nonce()
+	start := now
+	for i, tc := range []struct {
+		name  string
+		at    time.Duration
+		renew bool
+	}{
+		{"just issued", 0, false},
+		{"just under half its lifetime", 29 * time.Second, false},
+		{"at half its lifetime", 30 * time.Second, true},
+		{"just before expiry", 59 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now = start.Add(tc.at)
+			if got := nonces.Renew(nonce); got != tc.renew {
+				t.Fatalf("Renew = %v, want %v", got, tc.renew)
+			}
+			claims := proofClaims()
+			claims["jti"], claims["iat"], claims["nonce"] = fmt.Sprintf("renew-%d", i), now.Unix(), nonce
+			proof, err := c.Check(context.Background(), verifiers.DPoPRequest{
+				Proofs: []string{k.proof(t, claims, nil)}, Method: "POST", URL: dpopURL, AccessToken: dpopToken, JKT: k.jkt(t)})
+			if err != nil || proof.RenewNonce != tc.renew {
+				t.Fatalf("Check: %v, RenewNonce %v, want %v", err, proof != nil && proof.RenewNonce, tc.renew)
+			}
+		})
+	}
+	// Without server nonces nothing is renewed.
+	plain := newChecker(t, verifiers.DPoPOptions{Now: clock})
+	proof, err := plain.Check(context.Background(), verifiers.DPoPRequest{
+		Proofs: []string{k.proof(t, proofClaims(), nil)}, Method: "POST", URL: dpopURL, AccessToken: dpopToken, JKT: k.jkt(t)})
+	if err != nil || proof.RenewNonce {
+		t.Fatalf("no nonces: %v %+v", err, proof)
 	}
 }
 

@@ -198,6 +198,10 @@ func TestDPoPCheck(t *testing.T) {
 		{name: "htu of another host", key: ec, url: "https://evil.example.com/mcp", wantErr: verifiers.ErrBadProof, detail: "htu"},
 		{name: "htu of another scheme", key: ec, url: "http://mcp.example.com/mcp", wantErr: verifiers.ErrBadProof, detail: "htu"},
 		{name: "request query ignored", key: ec, url: dpopURL + "?session=1"},
+		// The request's own URI is the client's doing (its Host): a proof
+		// error, never a technical failure.
+		{name: "request URI with user information", key: ec, url: "https://a@b/mcp", wantErr: verifiers.ErrBadProof, detail: "request URI"},
+		{name: "request URI with a bad escape in the host", key: ec, url: "https://a%zz/mcp", wantErr: verifiers.ErrBadProof, detail: "request URI"},
 		{name: "htu query and fragment ignored", key: ec, proofs: func() []string {
 			return []string{ec.proof(t, with("htu", dpopURL+"?a=b#frag"), nil)}
 		}},

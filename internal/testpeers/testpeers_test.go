@@ -23,3 +23,23 @@ func TestCheckNodeVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisRestart: a stopped redis-server is down, and restarted it
+// answers on the same address, with its password.
+func TestRedisRestart(t *testing.T) {
+	r := StartRedisServer(t, RedisOptions{Password: "restart-test-password"})
+	if !pingRedis(r.Addr, "restart-test-password") || pingRedis(r.Addr, "wrong") {
+		t.Fatal("the password is not required")
+	}
+	if !strings.Contains(r.URL, ":restart-test-password@"+r.Addr) {
+		t.Fatalf("URL %s", r.URL)
+	}
+	r.Stop()
+	if pingRedis(r.Addr, "restart-test-password") {
+		t.Fatal("still answering after Stop")
+	}
+	r.Restart(t)
+	if !pingRedis(r.Addr, "restart-test-password") {
+		t.Fatal("not answering after Restart")
+	}
+}
