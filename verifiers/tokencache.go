@@ -3,10 +3,14 @@ package verifiers
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -44,13 +48,16 @@ func (b *keyBinding) current() bool {
 		return true // a static key never changes within a configuration
 	case KeyPeeker:
 		key, ok := ks.CurrentKey(b.alg, b.kid)
-		return ok && sameKey(key, b.key)
+		// A JWKS refresh keeps the object of an unchanged key (see
+		// jwks.Set), so a hit is one identity check; a source that makes
+		// new objects pays the value comparison.
+		return ok && (sameObject(key, b.key) || SameKey(key, b.key))
 	}
 	return false
 }
 
-// sameKey compares two verification keys by value.
-func sameKey(a, b any) bool {
+// SameKey compares two verification keys by value.
+func SameKey(a, b any) bool {
 	if sa, ok := a.([]byte); ok {
 		sb, ok := b.([]byte)
 		return ok && bytes.Equal(sa, sb)
@@ -59,6 +66,31 @@ func sameKey(a, b any) bool {
 		return ea.Equal(b)
 	}
 	return false
+}
+
+// sameObject reports whether a and b are the same key object: the same
+// pointer, or the same bytes in memory for a slice key (Ed25519, HMAC).
+// It never compares values, and so never allocates.
+func sameObject(a, b any) bool {
+	switch ka := a.(type) {
+	case *rsa.PublicKey:
+		kb, ok := b.(*rsa.PublicKey)
+		return ok && ka == kb
+	case *ecdsa.PublicKey:
+		kb, ok := b.(*ecdsa.PublicKey)
+		return ok && ka == kb
+	case ed25519.PublicKey:
+		kb, ok := b.(ed25519.PublicKey)
+		return ok && sameBytes(ka, kb)
+	case []byte:
+		kb, ok := b.([]byte)
+		return ok && sameBytes(ka, kb)
+	}
+	return false
+}
+
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // CachedToken is a verified token as the cache keeps it: the identity,
@@ -104,8 +136,12 @@ func NewTokenCache(size int, ttl time.Duration, now func() time.Time) (*TokenCac
 	return &TokenCache{lru: l, ttl: ttl, now: now}, nil
 }
 
-// TokenKey is the cache key of a token: its SHA-256.
-func TokenKey(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+// TokenKey is the cache key of a token: its SHA-256. The token's bytes
+// are hashed in place: []byte(token) would copy a token of more than 32
+// bytes to the heap on every request, and Sum256 only reads its input.
+func TokenKey(token string) [sha256.Size]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+}
 
 // Get returns the cached verification of token, or nil. A stale entry
 // (expired, not yet valid, or whose key changed) is removed.
