@@ -155,7 +155,7 @@ func (c *core) authenticate(r *http.Request, limit bool) outcome {
 		return out
 	}
 	if !c.forwardToken {
-		r.Header.Del("Authorization")
+		delete(r.Header, "Authorization")
 	}
 	return out
 }
