@@ -102,8 +102,15 @@ type CachedToken struct {
 	Extra any
 
 	binding *keyBinding
-	expires time.Time // min(exp+skew, added+ttl)
+	expires time.Time    // min(exp+skew, added+ttl)
+	touched atomic.Int64 // when the LRU last moved it to the front (UnixNano)
 }
+
+// promoteEvery is how often a hit moves its entry to the front of the
+// LRU: at most once in this time per entry, so that most hits only read
+// the cache (a shared lock, no list update). An entry in use stays among
+// the recently used to within this time; the cache stays bounded.
+const promoteEvery = time.Second
 
 // TokenCache remembers verified JWTs, keyed by the SHA-256 of the token
 // (the raw token is never stored), in a bounded LRU. An entry is served
@@ -150,7 +157,7 @@ func (c *TokenCache) Get(token string) *CachedToken {
 		return nil
 	}
 	key := TokenKey(token)
-	e, ok := c.lru.Get(key)
+	e, ok := c.lru.Peek(key)
 	if !ok {
 		c.misses.Add(1)
 		return nil
@@ -160,6 +167,10 @@ func (c *TokenCache) Get(token string) *CachedToken {
 		c.lru.Remove(key)
 		c.misses.Add(1)
 		return nil
+	}
+	if t := now.UnixNano(); t-e.touched.Load() >= int64(promoteEvery) {
+		e.touched.Store(t)
+		c.lru.Get(key) // to the front (see promoteEvery)
 	}
 	c.hits.Add(1)
 	return e
@@ -176,6 +187,7 @@ func (c *TokenCache) Put(token string, kind string, tok *AccessToken, extra any)
 	now := c.now()
 	e.binding = tok.binding
 	e.expires = now.Add(c.ttl)
+	e.touched.Store(now.UnixNano())
 	if !tok.binding.notAfter.IsZero() && tok.binding.notAfter.Before(e.expires) {
 		e.expires = tok.binding.notAfter
 	}
