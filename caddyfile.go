@@ -58,18 +58,18 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	if handler.ResourcePath == "" {
 		handler.ResourcePath = matcherPath(matcherSet)
 	}
-	meta := &MetadataHandler{ProtectedResource: handler.metadata()}
 	var routes []httpcaddyfile.ConfigValue
-	paths := []string{WellKnownPath}
-	if rp := meta.configuredPath(); rp != "" {
-		paths = []string{WellKnownPath + rp, WellKnownPath}
-	}
-	if !publish {
-		paths = nil // static development tokens only: no authorization server to point to
-	}
-	for _, p := range paths {
-		pm, _ := json.Marshal(caddyhttp.MatchPath{p})
-		routes = append(routes, h.NewRoute(caddy.ModuleMap{"path": pm}, meta)...)
+	if publish { // else static development tokens only: no authorization server to point to
+		// One prefix route per block; the handler answers its own paths
+		// and passes the rest on. With several blocks, their routes keep
+		// the blocks' order (same matcher), so each answers its own URL
+		// and the first the root one.
+		meta := &MetadataHandler{ProtectedResource: handler.metadata(), Paths: []string{WellKnownPath}}
+		if rp := meta.configuredPath(); rp != "" {
+			meta.Paths = []string{WellKnownPath + rp, WellKnownPath}
+		}
+		pm, _ := json.Marshal(caddyhttp.MatchPath{WellKnownPath + "*"})
+		routes = h.NewRoute(caddy.ModuleMap{"path": pm}, meta)
 	}
 	return append(routes, h.NewRoute(matcherSet, handler)...), nil
 }

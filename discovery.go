@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -128,6 +130,12 @@ func (m *MetadataHandler) Provision(ctx caddy.Context) error {
 	}
 	if len(m.AuthorizationServers) == 0 {
 		ctx.Logger().Warn("protected-resource metadata names no authorization server: MCP clients cannot discover where to get a token; set authorization_servers")
+	}
+	if m.Paths != nil {
+		m.match = slices.Clone(caddyhttp.MatchPath(m.Paths))
+		if err := m.match.Provision(ctx); err != nil {
+			return err
+		}
 	}
 	m.register() // see metadataserved.go
 	return nil

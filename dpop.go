@@ -131,21 +131,10 @@ func (dc *DPoPConfig) validate() error {
 
 // credentials takes the access token and its scheme (Bearer, or DPoP
 // unless DPoP is off) from the Authorization header, the only place a
-// credential is taken from.
+// credential is taken from, parsing it once; the caller checks the
+// token's syntax unless the token cache knows it (gate.go).
 func (c *core) credentials(r *http.Request) (token string, dpop bool, err error) {
-	values := r.Header.Values("Authorization")
-	if c.dpop != nil && len(values) == 1 {
-		scheme, rest, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
-		if strings.EqualFold(scheme, "DPoP") {
-			// Parse it as bearer credentials (same token68 syntax).
-			clone := r.Clone(r.Context())
-			clone.Header = http.Header{"Authorization": {"Bearer " + rest}}
-			token, err = bearerToken(clone)
-			return token, true, err
-		}
-	}
-	token, err = bearerToken(r)
-	return token, false, err
+	return parseAuthorization(r.Header, c.dpop != nil)
 }
 
 // senderConstraint is step 5: a token bound to a key needs its proof on

@@ -189,3 +189,51 @@ func TestE2EReadmeJSONConfig(t *testing.T) {
 		t.Fatalf("the README's configuration logs the missing-metadata warning: %q", routes)
 	}
 }
+
+// TestE2EMetadataRouteUnknownWellKnown: the metadata route of a block is a
+// /.well-known/oauth-protected-resource* prefix; what its handler does not
+// answer still meets the token check. With mcp_token protecting the whole
+// site, its two metadata URLs (any case, as Caddy's path matcher reads
+// them) answer without a token, and any other URL under the prefix gets
+// 401, or passes with a valid token.
+func TestE2EMetadataRouteUnknownWellKnown(t *testing.T) {
+	key := devtools.MustGenerateKey("ES256")
+	startCaddy(t, caddyGlobal+fmt.Sprintf(`
+http://localhost:9080 {
+	mcp_token {
+		issuer https://as.e2e.test
+		public_key <<PEM
+%sPEM
+		resource_path /mcp
+	}
+	respond "backend"
+}
+`, mustPEM(t, key)), "caddyfile")
+	get := func(path, token string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, e2eBase+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		return send(t, req)
+	}
+	for _, path := range []string{WellKnownPath + "/mcp", WellKnownPath, "/.WELL-KNOWN/OAUTH-PROTECTED-RESOURCE/MCP"} {
+		if resp, body := get(path, ""); resp.StatusCode != 200 || !strings.Contains(body, `"authorization_servers":["https://as.e2e.test"]`) {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if _, body := get(WellKnownPath+"/mcp", ""); !strings.Contains(body, `"resource":"`+e2eBase+`/mcp"`) {
+		t.Fatalf("the document: %s", body)
+	}
+	tok := key.MustToken(devtools.TokenOptions{Issuer: "https://as.e2e.test", Audience: []string{e2eBase + "/mcp"}})
+	remember(tok)
+	for _, path := range []string{WellKnownPath + "/unknown", WellKnownPath + "/mcp/x", WellKnownPath + "x", "/.well-known/other"} {
+		resp, body := get(path, "")
+		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "resource_metadata=") {
+			t.Fatalf("%s without a token: %d %q %s", path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+		}
+		if resp, body := get(path, tok); resp.StatusCode != 200 || body != "backend" {
+			t.Fatalf("%s with a token: %d %s", path, resp.StatusCode, body)
+		}
+	}
+}

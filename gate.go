@@ -111,13 +111,19 @@ func (c *core) check(w http.ResponseWriter, r *http.Request) (out outcome) {
 // (past the limiter when limit is set) by the verifiers. An accepted token
 // is removed from the request unless forward_token is set.
 func (c *core) authenticate(r *http.Request, limit bool) outcome {
-	token, dpop, err := c.credentials(r) // Bearer, or DPoP (dpop.go)
+	token, dpop, err := c.credentials(r) // Bearer, or DPoP (dpop.go); syntax not yet checked
 	if err != nil {
 		c.logRejection(err, "", nil)
 		return outcome{kind: verifiers.KindNone, err: err}
 	}
 	out := outcome{accepted: c.tokens.Get(token), cache: cacheHit}
 	if out.accepted == nil {
+		// A hit skips the syntax check: the cache key is the SHA-256 of
+		// the exact token, whose bytes passed it before they verified.
+		if err := checkTokenSyntax(token); err != nil {
+			c.logRejection(err, "", nil)
+			return outcome{kind: verifiers.KindNone, err: err}
+		}
 		// A cached token costs no verification and proves nothing is
 		// being guessed, so only misses meet the limiter: one broken
 		// client behind a shared address cannot lock out the others.
@@ -150,7 +156,7 @@ func (c *core) authenticate(r *http.Request, limit bool) outcome {
 		return out
 	}
 	if !c.forwardToken {
-		r.Header.Del("Authorization")
+		delete(r.Header, "Authorization")
 	}
 	return out
 }
@@ -182,26 +188,48 @@ func (c *core) verify(r *http.Request, token string) (*verifiers.AccessToken, st
 	return tok, verifiers.KindNone, err
 }
 
-// bearerToken extracts the bearer token from the Authorization header, the
-// only place a credential is taken from (RFC 6750 §2.1; never the query).
+// bearerToken extracts the bearer token from the Authorization header
+// and checks its syntax (the request path does the two apart: see
+// authenticate).
 func bearerToken(r *http.Request) (string, error) {
-	values := r.Header.Values("Authorization")
+	token, _, err := parseAuthorization(r.Header, false)
+	if err == nil {
+		err = checkTokenSyntax(token)
+	}
+	return token, err
+}
+
+// parseAuthorization takes the token from the one Authorization header,
+// the only place a credential is taken from (RFC 6750 §2.1; never the
+// query): scheme Bearer, or DPoP when dpop is set (RFC 9449 §7.1, the same
+// token68 syntax). Another scheme is no credentials. The token's b64token
+// syntax is not checked here (checkTokenSyntax).
+func parseAuthorization(h http.Header, dpop bool) (token string, isDPoP bool, err error) {
+	values := h["Authorization"] // the canonical key, as net/http stores it
 	switch len(values) {
 	case 0:
-		return "", verifiers.ErrMissingToken
+		return "", false, verifiers.ErrMissingToken
 	case 1:
 	default:
-		return "", fmt.Errorf("%w: %d Authorization headers", verifiers.ErrBadRequest, len(values))
+		return "", false, fmt.Errorf("%w: %d Authorization headers", verifiers.ErrBadRequest, len(values))
 	}
 	scheme, token, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", verifiers.ErrMissingToken // another scheme: no bearer credentials
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+	case dpop && strings.EqualFold(scheme, "DPoP"):
+		isDPoP = true
+	default:
+		return "", false, verifiers.ErrMissingToken // another scheme: no bearer credentials
 	}
-	token = strings.TrimLeft(token, " ")
-	if token == "" || !isB64Token(token) {
-		return "", fmt.Errorf("%w: malformed bearer token", verifiers.ErrBadRequest)
+	return strings.TrimLeft(token, " "), isDPoP, nil
+}
+
+// checkTokenSyntax refuses a token that is not an RFC 6750 b64token.
+func checkTokenSyntax(token string) error {
+	if !isB64Token(token) {
+		return fmt.Errorf("%w: malformed bearer token", verifiers.ErrBadRequest)
 	}
-	return token, nil
+	return nil
 }
 
 // isB64Token checks RFC 6750's b64token syntax:

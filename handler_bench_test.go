@@ -27,7 +27,9 @@ func benchToolsCall(size int) string {
 //
 //	floor       a pass-through handler on the same request (the harness:
 //	            request, recorder, replacer; what any handler costs)
-//	hit         mcp_token, token in the verified-token cache
+//	hit         mcp_token, token in the verified-token cache (static key)
+//	hit-jwks    the same, the key from a JWKS endpoint (each hit checks that
+//	            the key set still holds the key that verified the token)
 //	miss        mcp_token with token_cache off (a full verification)
 //	jwt.Parse   bare golang-jwt parse of the same token (the miss baseline)
 //	rules/*     the same with per-tool rules and a 1 KiB tools/call body;
@@ -40,8 +42,11 @@ func BenchmarkHandler(b *testing.B) {
 		pemText, _ := kp.PublicPEM()
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		defer cancel()
+		jwksServer := devtools.NewJWKSServer(kp)
+		defer jwksServer.Close()
+		keys := KeyConfig{PublicKey: pemText}
 		handler := func(rules bool, cache bool, allowIf ...string) *Handler {
-			cfg := Config{KeyConfig: KeyConfig{PublicKey: pemText}, Audiences: []string{"bench"}, RequiredScopes: []string{"mcp:read"}, AllowIf: allowIf}
+			cfg := Config{KeyConfig: keys, Algorithms: []string{alg}, Audiences: []string{"bench"}, RequiredScopes: []string{"mcp:read"}, AllowIf: allowIf}
 			if rules {
 				cfg.MethodScopes = map[string][]string{"tools/call": {"mcp:read"}}
 				cfg.ToolScopes = map[string][]string{"deploy": {"deploy:write"}}
@@ -83,6 +88,15 @@ func BenchmarkHandler(b *testing.B) {
 			}
 		})
 		b.Run(alg+"/hit", func(b *testing.B) { serve(b, handler(false, true), small) })
+		b.Run(alg+"/hit-jwks", func(b *testing.B) {
+			keys = KeyConfig{JWKSURI: jwksServer.JWKSURL()}
+			defer func() { keys = KeyConfig{PublicKey: pemText} }()
+			h := handler(false, true)
+			if w, r := request(small); h.ServeHTTP(w, r, next) != nil || w.Code != 200 {
+				b.Fatalf("warm-up: %d %s", w.Code, w.Body)
+			}
+			serve(b, h, small)
+		})
 		b.Run(alg+"/miss", func(b *testing.B) { serve(b, handler(false, false), small) })
 		b.Run(alg+"/jwt.Parse", func(b *testing.B) {
 			keyFunc := func(*jwt.Token) (any, error) { return kp.Public, nil }

@@ -42,7 +42,13 @@ type mcpHeaders struct {
 }
 
 func readMcpHeaders(h http.Header) mcpHeaders {
-	return mcpHeaders{method: h.Values("Mcp-Method"), name: h.Values("Mcp-Name"), version: h.Get(ProtocolVersionHeader)}
+	// Canonical keys read from the map directly, as net/http stores them
+	// (Values and Get would canonicalize the key again on every request).
+	m := mcpHeaders{method: h["Mcp-Method"], name: h["Mcp-Name"]}
+	if v := h[ProtocolVersionHeader]; len(v) > 0 {
+		m.version = v[0]
+	}
+	return m
 }
 
 // present reports whether the request carries Mcp-Method or Mcp-Name.

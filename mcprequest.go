@@ -55,10 +55,15 @@ func (s scopeRules) byName() bool { return len(s.tool)+len(s.prompt)+len(s.resou
 // needed is every scope the calls require: the global ones, then each
 // method's, then each called tool's, without repeats.
 func (s scopeRules) needed(global []string, calls []mcprpc.Call) []string {
-	out := slices.Clone(global)
+	// global itself when the calls add nothing (callers only read it);
+	// copied at the first scope added.
+	out, owned := global, false
 	add := func(scopes []string) {
 		for _, sc := range scopes {
 			if !slices.Contains(out, sc) {
+				if !owned {
+					out, owned = slices.Clone(out), true
+				}
 				out = append(out, sc)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/mcptoken/caddy-mcp-token/internal/mcprpc"
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
 )
 
@@ -105,5 +106,26 @@ func TestMatcherPath(t *testing.T) {
 		if got := matcherPath(caddy.ModuleMap{"path": json.RawMessage(raw)}); got != want {
 			t.Errorf("%s: %q, want %q", raw, got, want)
 		}
+	}
+}
+
+// TestScopeRulesNeeded: the global scopes are returned as they are when
+// the calls add none (no copy per request), and never written to.
+func TestScopeRulesNeeded(t *testing.T) {
+	rules := scopeRules{method: map[string][]string{"tools/call": {"mcp:read"}}, tool: map[string][]string{"deploy": {"deploy:write"}}}
+	global := make([]string, 1, 4) // spare capacity an append would write into
+	global[0] = "mcp:read"
+	echo := []mcprpc.Call{{Method: "tools/call", Name: "echo"}}
+	deploy := []mcprpc.Call{{Method: "tools/call", Name: "deploy"}}
+	if got := rules.needed(global, echo); len(got) != 1 || &got[0] != &global[0] {
+		t.Fatalf("nothing added: %q is a copy", got)
+	}
+	if n := testing.AllocsPerRun(50, func() { rules.needed(global, echo) }); n != 0 {
+		t.Fatalf("nothing added: %v allocations", n)
+	}
+	a := rules.needed(global, deploy)
+	b := rules.needed(global, echo)
+	if strings.Join(a, " ") != "mcp:read deploy:write" || strings.Join(b, " ") != "mcp:read" || global[:2][1] != "" {
+		t.Fatalf("a %q, b %q, global's spare capacity %q", a, b, global[:2])
 	}
 }

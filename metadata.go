@@ -180,11 +180,21 @@ func (cfg *Config) metadata() ProtectedResource {
 
 // MetadataHandler serves RFC 9728 OAuth protected-resource metadata, with
 // CORS headers so browser-based MCP clients can read it. It needs no
-// token. The mcp_token directive adds it on its own at
-// /.well-known/oauth-protected-resource and at the path-suffixed URL of
-// the protected path; JSON users route those paths to it.
+// token. The mcp_token directive adds it on its own, for
+// /.well-known/oauth-protected-resource and the path-suffixed URL of the
+// protected path; JSON users route those paths to it.
 type MetadataHandler struct {
 	ProtectedResource
+
+	// The paths this handler answers, matched as Caddy's path matcher
+	// matches them; any other request routed to it goes on to the next
+	// handler (a token check, when a protected path covers it). Default:
+	// every request routed to it. The mcp_token directive sets them and
+	// routes /.well-known/oauth-protected-resource* here, one route per
+	// block.
+	Paths []string `json:"paths,omitempty"`
+
+	match caddyhttp.MatchPath // Paths, provisioned
 }
 
 // CaddyModule returns the Caddy module information.
@@ -199,7 +209,10 @@ func (MetadataHandler) CaddyModule() caddy.ModuleInfo {
 // document derived from the request (no resource configured) is sent
 // with Vary: Host (and the forwarded headers, from a trusted proxy) and
 // private caching only; a configured one is public.
-func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+func (m *MetadataHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if m.Paths != nil && !m.match.Match(r) {
+		return next.ServeHTTP(w, r) // not one of its paths (see Paths)
+	}
 	hdr := w.Header()
 	hdr.Set("Access-Control-Allow-Origin", "*")
 	hdr.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")

@@ -118,7 +118,7 @@ func TestMetadataBehindProxy(t *testing.T) {
 		{"untrusted peer", false, "http://localhost:9080/mcp", "Host"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &MetadataHandler{ProtectedResource{ResourcePath: "/mcp"}}
+			m := &MetadataHandler{ProtectedResource: ProtectedResource{ResourcePath: "/mcp"}}
 			r := proxiedRequest("http://localhost:9080"+WellKnownPath+"/mcp", tc.trusted, forwarded)
 			r.Method = http.MethodGet
 			w := httptest.NewRecorder()

@@ -123,7 +123,7 @@ func TestMetadataHostDerived(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &MetadataHandler{ProtectedResource{Resource: tc.resource, ResourcePath: "/mcp"}}
+			m := &MetadataHandler{ProtectedResource: ProtectedResource{Resource: tc.resource, ResourcePath: "/mcp"}}
 			r := httptest.NewRequest(http.MethodGet, WellKnownPath+"/mcp", nil)
 			r.Host = "attacker.example"
 			w := httptest.NewRecorder()
@@ -152,7 +152,7 @@ func TestMetadataHostDerived(t *testing.T) {
 		t.Setenv("ENVIRONMENT", "production")
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		defer cancel()
-		m := &MetadataHandler{ProtectedResource{ResourcePath: "/mcp"}}
+		m := &MetadataHandler{ProtectedResource: ProtectedResource{ResourcePath: "/mcp"}}
 		if err := m.Provision(ctx); err == nil || !strings.Contains(err.Error(), "resource is required") {
 			t.Fatalf("metadata handler in production without resource: %v", err)
 		}

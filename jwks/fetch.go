@@ -51,6 +51,7 @@ func (c *Cache) fetchSet(ctx context.Context) error {
 			c.opts.Logger.Warn("jwks keys not used", zap.String("source", shown), zap.Int("dropped", len(dropped)), zap.String("reasons", msg))
 		}
 	}
+	set.keepUnchanged(c.set.Load())
 	c.set.Store(set)
 	return nil
 }

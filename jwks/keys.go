@@ -195,6 +195,28 @@ func ParseSet(doc []byte, symmetric bool) (*Set, []error, error) {
 	return set, dropped, nil
 }
 
+// keepUnchanged makes s, a newly fetched set not yet in use, share the
+// key objects of old, the set it replaces, for every key that did not
+// change (same kid, alg and key value). The token cache checks on each hit
+// that the key set still gives the key that verified the token, by
+// identity first (verifiers.SameKey only when the objects differ), so a
+// refresh that changes nothing keeps its hits as cheap as before; a key
+// changed or dropped still fails that check at once.
+func (s *Set) keepUnchanged(old *Set) {
+	if old == nil {
+		return
+	}
+	for i := range s.keys {
+		k := &s.keys[i]
+		for _, o := range old.keys {
+			if o.Kid == k.Kid && o.Alg == k.Alg && verifiers.SameKey(o.Public, k.Public) {
+				k.Public = o.Public
+				break
+			}
+		}
+	}
+}
+
 // Len is the number of usable keys.
 func (s *Set) Len() int { return len(s.keys) }
 

@@ -2,6 +2,7 @@ package verifiers_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,4 +49,49 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTokenCacheHit is a verified-token cache hit (a 700-byte token,
+// a static key): one goroutine, and GOMAXPROCS goroutines hitting the
+// same cache as concurrent requests do.
+func BenchmarkTokenCacheHit(b *testing.B) {
+	kp := devtools.MustGenerateKey("ES256")
+	tok := kp.MustToken(devtools.TokenOptions{Issuer: issuer, Audience: []string{audience}, ExpiresIn: time.Hour,
+		Claims: map[string]any{"pad": strings.Repeat("x", 300)}})
+	if len(tok) < 600 || len(tok) > 800 {
+		b.Fatalf("token of %d bytes", len(tok))
+	}
+	v, err := verifiers.NewJWT(verifiers.JWTConfig{Issuers: []string{issuer}, Audiences: []string{audience},
+		Algorithms: []string{"ES256"}, Keys: verifiers.NewStaticKey(kp.Public)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cache, err := verifiers.NewTokenCache(verifiers.DefaultTokenCacheSize, verifiers.DefaultTokenCacheTTL, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	at, err := v.Verify(context.Background(), tok)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cache.Put(tok, verifiers.KindJWT, at, nil)
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if cache.Get(tok) == nil {
+				b.Fatal("miss")
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if cache.Get(tok) == nil {
+					b.Error("miss")
+					return
+				}
+			}
+		})
+	})
 }

@@ -290,14 +290,25 @@ func Confirmation(tok *AccessToken) (jkt, x5t string, err error) {
 	if !ok {
 		return "", "", fmt.Errorf("%w: cnf is not an object", ErrMissingClaim)
 	}
-	for name, dst := range map[string]*string{"jkt": &jkt, "x5t#S256": &x5t} {
-		if v, present := cnf[name]; present {
-			s, ok := v.(string)
-			if !ok || s == "" {
-				return "", "", fmt.Errorf("%w: cnf.%s is not a string", ErrMissingClaim, name)
-			}
-			*dst = s
-		}
+	// Asked on every request, cache hits included: nothing allocated.
+	if jkt, err = cnfMember(cnf, "jkt"); err != nil {
+		return "", "", err
+	}
+	if x5t, err = cnfMember(cnf, "x5t#S256"); err != nil {
+		return "", "", err
 	}
 	return jkt, x5t, nil
+}
+
+// cnfMember is the string member name of cnf, "" when absent.
+func cnfMember(cnf map[string]any, name string) (string, error) {
+	v, present := cnf[name]
+	if !present {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok || s == "" {
+		return "", fmt.Errorf("%w: cnf.%s is not a string", ErrMissingClaim, name)
+	}
+	return s, nil
 }

@@ -150,6 +150,8 @@ func TestConfirmation(t *testing.T) {
 		{"cnf not an object", map[string]any{"cnf": "abc"}, "", "", true},
 		{"jkt a number", map[string]any{"cnf": map[string]any{"jkt": 1.0}}, "", "", true},
 		{"jkt empty", map[string]any{"cnf": map[string]any{"jkt": ""}}, "", "", true},
+		{"both", map[string]any{"cnf": map[string]any{"jkt": "abc", "x5t#S256": "def"}}, "abc", "def", false},
+		{"x5t#S256 not a string", map[string]any{"cnf": map[string]any{"jkt": "abc", "x5t#S256": []any{}}}, "", "", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,6 +161,13 @@ func TestConfirmation(t *testing.T) {
 			}
 			if err != nil && !errors.Is(err, verifiers.ErrMissingClaim) {
 				t.Fatalf("err = %v, want ErrMissingClaim", err)
+			}
+			if err == nil {
+				// Asked on every request, cache hits included.
+				tok := &verifiers.AccessToken{Claims: tc.claims}
+				if n := testing.AllocsPerRun(100, func() { _, _, _ = verifiers.Confirmation(tok) }); n != 0 {
+					t.Fatalf("Confirmation allocates %v times", n)
+				}
 			}
 		})
 	}

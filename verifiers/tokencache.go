@@ -3,10 +3,14 @@ package verifiers
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -44,13 +48,16 @@ func (b *keyBinding) current() bool {
 		return true // a static key never changes within a configuration
 	case KeyPeeker:
 		key, ok := ks.CurrentKey(b.alg, b.kid)
-		return ok && sameKey(key, b.key)
+		// A JWKS refresh keeps the object of an unchanged key (see
+		// jwks.Set), so a hit is one identity check; a source that makes
+		// new objects pays the value comparison.
+		return ok && (sameObject(key, b.key) || SameKey(key, b.key))
 	}
 	return false
 }
 
-// sameKey compares two verification keys by value.
-func sameKey(a, b any) bool {
+// SameKey compares two verification keys by value.
+func SameKey(a, b any) bool {
 	if sa, ok := a.([]byte); ok {
 		sb, ok := b.([]byte)
 		return ok && bytes.Equal(sa, sb)
@@ -59,6 +66,31 @@ func sameKey(a, b any) bool {
 		return ea.Equal(b)
 	}
 	return false
+}
+
+// sameObject reports whether a and b are the same key object: the same
+// pointer, or the same bytes in memory for a slice key (Ed25519, HMAC).
+// It never compares values, and so never allocates.
+func sameObject(a, b any) bool {
+	switch ka := a.(type) {
+	case *rsa.PublicKey:
+		kb, ok := b.(*rsa.PublicKey)
+		return ok && ka == kb
+	case *ecdsa.PublicKey:
+		kb, ok := b.(*ecdsa.PublicKey)
+		return ok && ka == kb
+	case ed25519.PublicKey:
+		kb, ok := b.(ed25519.PublicKey)
+		return ok && sameBytes(ka, kb)
+	case []byte:
+		kb, ok := b.([]byte)
+		return ok && sameBytes(ka, kb)
+	}
+	return false
+}
+
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // CachedToken is a verified token as the cache keeps it: the identity,
@@ -70,8 +102,15 @@ type CachedToken struct {
 	Extra any
 
 	binding *keyBinding
-	expires time.Time // min(exp+skew, added+ttl)
+	expires time.Time    // min(exp+skew, added+ttl)
+	touched atomic.Int64 // when the LRU last moved it to the front (UnixNano)
 }
+
+// promoteEvery is how often a hit moves its entry to the front of the
+// LRU: at most once in this time per entry, so that most hits only read
+// the cache (a shared lock, no list update). An entry in use stays among
+// the recently used to within this time; the cache stays bounded.
+const promoteEvery = time.Second
 
 // TokenCache remembers verified JWTs, keyed by the SHA-256 of the token
 // (the raw token is never stored), in a bounded LRU. An entry is served
@@ -104,8 +143,12 @@ func NewTokenCache(size int, ttl time.Duration, now func() time.Time) (*TokenCac
 	return &TokenCache{lru: l, ttl: ttl, now: now}, nil
 }
 
-// TokenKey is the cache key of a token: its SHA-256.
-func TokenKey(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+// TokenKey is the cache key of a token: its SHA-256. The token's bytes
+// are hashed in place: []byte(token) would copy a token of more than 32
+// bytes to the heap on every request, and Sum256 only reads its input.
+func TokenKey(token string) [sha256.Size]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+}
 
 // Get returns the cached verification of token, or nil. A stale entry
 // (expired, not yet valid, or whose key changed) is removed.
@@ -114,7 +157,7 @@ func (c *TokenCache) Get(token string) *CachedToken {
 		return nil
 	}
 	key := TokenKey(token)
-	e, ok := c.lru.Get(key)
+	e, ok := c.lru.Peek(key)
 	if !ok {
 		c.misses.Add(1)
 		return nil
@@ -124,6 +167,10 @@ func (c *TokenCache) Get(token string) *CachedToken {
 		c.lru.Remove(key)
 		c.misses.Add(1)
 		return nil
+	}
+	if t := now.UnixNano(); t-e.touched.Load() >= int64(promoteEvery) {
+		e.touched.Store(t)
+		c.lru.Get(key) // to the front (see promoteEvery)
 	}
 	c.hits.Add(1)
 	return e
@@ -140,6 +187,7 @@ func (c *TokenCache) Put(token string, kind string, tok *AccessToken, extra any)
 	now := c.now()
 	e.binding = tok.binding
 	e.expires = now.Add(c.ttl)
+	e.touched.Store(now.UnixNano())
 	if !tok.binding.notAfter.IsZero() && tok.binding.notAfter.Before(e.expires) {
 		e.expires = tok.binding.notAfter
 	}

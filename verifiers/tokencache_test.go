@@ -215,6 +215,32 @@ func TestTokenCacheSkipsUnboundTokens(t *testing.T) {
 	}
 }
 
+// TestTokenCacheRecency: a hit moves its entry to the front of the LRU at
+// most once per promoteEvery, so an entry in use outlives idle ones when
+// the cache is full.
+func TestTokenCacheRecency(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c, err := NewTokenCache(2, time.Hour, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := &keyBinding{keys: StaticKey{}, notAfter: now.Add(time.Hour)}
+	put := func(token string) { c.Put(token, KindJWT, &AccessToken{ClientID: token, binding: bind}, nil) }
+	put("a")
+	put("b")
+	now = now.Add(promoteEvery)
+	if c.Get("a") == nil { // promoted: b is now the least recently used
+		t.Fatal("a: no hit")
+	}
+	put("c")
+	if c.Get("a") == nil || c.Get("b") != nil || c.Get("c") == nil {
+		t.Fatal("the entry in use was evicted, or an idle one kept")
+	}
+	if c.Stats().Len != 2 {
+		t.Fatalf("len %d, want the cap 2", c.Stats().Len)
+	}
+}
+
 // TestTokenCacheBounded puts 1,000,000 distinct verified tokens through a
 // cache of 10,000 and checks the size and the heap stay at the cap.
 func TestTokenCacheBounded(t *testing.T) {

@@ -51,7 +51,10 @@ var (
 // are refused. A leading byte order mark, which iconv-lite strips, is
 // refused by Parse.
 func CheckContentType(h http.Header) error {
-	ct := h.Values("Content-Type")
+	ct := h["Content-Type"] // canonical keys, as net/http stores them
+	if len(ct) == 1 && ct[0] == "application/json" {
+		return checkEncoding(h) // what nearly every client sends: nothing to parse
+	}
 	switch {
 	case len(ct) == 0:
 		return fmt.Errorf("%w: no Content-Type (want application/json)", ErrUnsupportedMediaType)
@@ -78,7 +81,12 @@ func CheckContentType(h http.Header) error {
 			return fmt.Errorf("%w: %w %q (want utf-8)", ErrUnsupportedMediaType, ErrUnsupportedCharset, short(value))
 		}
 	}
-	for _, line := range h.Values("Content-Encoding") {
+	return checkEncoding(h)
+}
+
+// checkEncoding accepts no Content-Encoding, or only identity.
+func checkEncoding(h http.Header) error {
+	for _, line := range h["Content-Encoding"] {
 		for token := range strings.SplitSeq(line, ",") {
 			if !asciiEqualFold(strings.Trim(token, " \t"), "identity") {
 				return fmt.Errorf("%w: %w %q", ErrUnsupportedMediaType, ErrUnsupportedEncoding, short(line))

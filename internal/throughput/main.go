@@ -1,46 +1,88 @@
 // Command throughput measures what mcp_token costs a real Caddy: it builds
-// ./cmd/caddy, starts it with three sites on 127.0.0.1 that all answer
-// with `respond` — one without the directive (the baseline), one with
-// mcp_token verifying an RS256 token from a JWKS endpoint, one with
-// per-tool scope rules too (the body is a 1 KiB tools/call) — and loads
-// them with `hey` (installed from Debian when missing), 16 keep-alive
-// connections reusing one token as MCP clients do, in alternating rounds
-// so that both sides see the same machine. It prints each round and the
-// ratios of the medians.
+// ./cmd/caddy and starts it with sites on 127.0.0.1 (see sites in
+// caddy.go), then loads pairs of them with `hey` (installed from Debian
+// when missing), 16 keep-alive connections reusing one RS256 token from a
+// JWKS as MCP clients do, in alternating rounds so that both sides of a
+// pair see the same machine. The comparisons:
 //
-//	go run ./internal/throughput [-rounds 5] [-duration 5s] [-c 16]
+//   - mcp_token vs the same Caddy answering with `respond` alone;
+//   - mcp_token with per-tool rules (a 1 KiB tools/call body) vs the same;
+//   - mcp_token with per-tool rules vs a Caddy that only reads the body
+//     (`vars body {http.request.body}`): what the rules cost beyond reading;
+//   - mcp_token with per-tool rules in front of a Go SDK MCP server
+//     (reverse_proxy) vs the same proxy without mcp_token.
+//
+// For each run it prints the requests per second and the CPU time Caddy
+// and the load generator spent per request (from /proc/<pid>/stat and
+// hey's rusage): CPU per request barely moves when other work shares the
+// machine, while req/s does. It ends with the ratios of the medians and
+// the CPU mcp_token adds per request. Any answer other than 200 fails the
+// run.
+//
+//	go run ./internal/throughput [-rounds 5] [-duration 5s] [-c 16] [-cpuprofile DIR] [-only mcp_token,rules]
+//
+// -cpuprofile DIR enables Caddy's admin endpoint on a free loopback port,
+// saves a CPU profile of Caddy for each run in DIR (<comparison>-<round>-
+// <side>.pprof) and copies the Caddy binary there for `go tool pprof
+// DIR/caddy DIR/<profile>`.
 package main
 
 import (
-	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mcptoken/caddy-mcp-token/devtools"
+	"github.com/mcptoken/caddy-mcp-token/internal/mcpdemo"
 )
 
 func main() {
-	rounds := flag.Int("rounds", 5, "alternating rounds per comparison")
-	duration := flag.Duration("duration", 5*time.Second, "length of each load run")
-	conns := flag.Int("c", 16, "concurrent keep-alive connections")
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 5, "alternating rounds per comparison")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each load run")
+	flag.IntVar(&o.conns, "c", 16, "concurrent keep-alive connections")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Caddy for each run in this directory")
+	flag.StringVar(&o.only, "only", "", "run only these comparisons (comma-separated: mcp_token, rules, rules-vs-body, sdk)")
 	flag.Parse()
-	if err := run(*rounds, *duration, *conns); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "throughput:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rounds int, duration time.Duration, conns int) error {
+type options struct {
+	rounds     int
+	duration   time.Duration
+	conns      int
+	profileDir string
+	only       string
+}
+
+// comparison is one pair of sites loaded in alternating rounds.
+type comparison struct {
+	name       string
+	base, with string // site names (see sites)
+	goal       float64
+	what       string
+}
+
+var comparisons = []comparison{
+	{"mcp_token", "plain", "gated", 0.95, "mcp_token / respond alone"},
+	{"rules", "plain", "rules", 0.90, "mcp_token with per-tool rules on a 1 KiB tools/call / respond alone"},
+	{"rules-vs-body", "body", "rules", 0, "mcp_token with per-tool rules / a Caddy that reads the body"},
+	{"sdk", "sdk", "sdk-rules", 0, "mcp_token with per-tool rules / reverse_proxy alone, to a Go SDK MCP server"},
+}
+
+func run(o options) error {
+	if o.rounds < 1 || o.duration < time.Second || o.conns < 1 {
+		return errors.New("want -rounds >= 1, -duration >= 1s, -c >= 1")
+	}
 	hey, err := ensureHey()
 	if err != nil {
 		return err
@@ -50,8 +92,14 @@ func run(rounds int, duration time.Duration, conns int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-
-	caddyBin := filepath.Join(dir, "caddy")
+	binDir := dir
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+		binDir = o.profileDir // pprof needs the binary
+	}
+	caddyBin := filepath.Join(binDir, "caddy")
 	fmt.Println("building ./cmd/caddy ...")
 	if out, err := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
@@ -69,121 +117,56 @@ func run(rounds int, duration time.Duration, conns int) error {
 	if err != nil {
 		return err
 	}
-
-	ports, err := freePorts(3)
+	sdkAddr, stopSDK, err := mcpdemo.Serve(nil)
 	if err != nil {
 		return err
 	}
-	plain, gated, rules := ports[0], ports[1], ports[2]
-	caddyfile := fmt.Sprintf(`{
-	admin off
-	auto_https off
-	log default {
-		level ERROR
-	}
-}
-http://127.0.0.1:%[1]d {
-	respond /mcp* "ok" 200
-}
-http://127.0.0.1:%[2]d {
-	mcp_token /mcp* {
-		issuer %[4]s
-		audience %[5]s
-		jwks_uri %[6]s
-	}
-	respond /mcp* "ok" 200
-}
-http://127.0.0.1:%[3]d {
-	mcp_token /mcp* {
-		issuer %[4]s
-		audience %[5]s
-		jwks_uri %[6]s
-		method_scopes tools/call mcp:read
-		tool_scopes deploy deploy:write
-	}
-	respond /mcp* "ok" 200
-}
-`, plain, gated, rules, iss, aud, jwks.JWKSURL())
-	cfgPath := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
-		return err
-	}
-	caddy := exec.Command(caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
-	caddy.Stderr = os.Stderr
-	if err := caddy.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = caddy.Process.Kill(); _ = caddy.Wait() }()
+	defer stopSDK()
 
+	c, err := startCaddy(caddyBin, dir, o.profileDir != "", siteParams{issuer: iss, audience: aud, jwksURL: jwks.JWKSURL(), sdkAddr: sdkAddr})
+	if err != nil {
+		return err
+	}
+	defer c.stop()
 	body := toolsCall(1024)
 	bodyPath := filepath.Join(dir, "body.json")
 	if err := os.WriteFile(bodyPath, []byte(body), 0o600); err != nil {
 		return err
 	}
-	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/mcp", port) }
-	if err := waitReady(url(gated), token, body); err != nil {
-		return err
+	l := &loader{hey: hey, caddy: c, token: token, body: body, bodyPath: bodyPath, opts: o}
+	for _, name := range siteNames {
+		if err := l.ready(name); err != nil {
+			return err
+		}
 	}
-	load := func(port int) (float64, error) {
-		args := []string{"-z", duration.String(), "-c", strconv.Itoa(conns), "-m", "POST",
-			"-T", "application/json", "-D", bodyPath, "-H", "Authorization: Bearer " + token, url(port)}
-		out, err := exec.Command(hey, args...).CombinedOutput()
+
+	fmt.Printf("loading with hey: %d connections, %s per run, %d alternating rounds, one RS256 token from a JWKS, a 1 KiB tools/call\n",
+		o.conns, o.duration, o.rounds)
+	fmt.Println("CPU per request: Caddy's (and hey's) user+system time over the run, divided by the answers")
+	var summary []string
+	for _, cmp := range comparisons {
+		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), cmp.name) {
+			continue
+		}
+		base, with, err := l.compare(cmp)
 		if err != nil {
-			return 0, fmt.Errorf("hey: %v\n%s", err, out)
+			return err
 		}
-		return requestsPerSecond(string(out))
-	}
-
-	fmt.Printf("loading with hey: %d connections, %s per run, %d alternating rounds, one RS256 token from a JWKS\n", conns, duration, rounds)
-	compare := func(name string, port int) (float64, error) {
-		var base, with []float64
-		for i := 0; i < rounds; i++ {
-			order := []int{plain, port}
-			if i%2 == 1 {
-				order = []int{port, plain}
-			}
-			for _, p := range order {
-				rps, err := load(p)
-				if err != nil {
-					return 0, err
-				}
-				if p == plain {
-					base = append(base, rps)
-				} else {
-					with = append(with, rps)
-				}
-			}
-			fmt.Printf("  %-28s round %d: without %8.0f req/s, with %8.0f req/s\n", name, i+1, base[i], with[i])
+		ratio := median(with, rps) / median(base, rps)
+		line := fmt.Sprintf("%-14s req/s ratio %.3f", cmp.name, ratio)
+		if cmp.goal > 0 {
+			line += fmt.Sprintf(" (goal >= %.2f)", cmp.goal)
 		}
-		return median(with) / median(base), nil
+		line += fmt.Sprintf("; Caddy CPU/request %.1f µs vs %.1f µs (%+.1f µs)  [%s]",
+			median(with, caddyCPU), median(base, caddyCPU), median(with, caddyCPU)-median(base, caddyCPU), cmp.what)
+		summary = append(summary, line)
 	}
-	r1, err := compare("mcp_token", gated)
-	if err != nil {
-		return err
+	fmt.Println("\nmedians:")
+	fmt.Println(strings.Join(summary, "\n"))
+	if o.profileDir != "" {
+		fmt.Printf("CPU profiles in %s: go tool pprof %s %s/<profile>\n", o.profileDir, caddyBin, o.profileDir)
 	}
-	r2, err := compare("mcp_token + tool rules", rules)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("ratio mcp_token / without: %.3f (goal >= 0.95)\n", r1)
-	fmt.Printf("ratio mcp_token with per-tool rules on 1 KiB tools/call / without: %.3f (goal >= 0.90)\n", r2)
 	return nil
-}
-
-// ensureHey finds hey, installing Debian's package when it is missing.
-func ensureHey() (string, error) {
-	if p, err := exec.LookPath("hey"); err == nil {
-		return p, nil
-	}
-	fmt.Println("installing hey (Debian package) ...")
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "hey"}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return "", fmt.Errorf("apt-get %s: %v (install hey by hand)", strings.Join(args, " "), err)
-		}
-	}
-	return exec.LookPath("hey")
 }
 
 // toolsCall is a tools/call request of about size bytes.
@@ -191,64 +174,4 @@ func toolsCall(size int) string {
 	head := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"`
 	tail := `"}}}`
 	return head + strings.Repeat("x", max(0, size-len(head)-len(tail))) + tail
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// waitReady waits until the gated site accepts the token (Caddy started
-// and the JWKS loaded).
-func waitReady(url, token, body string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	last := "no answer"
-	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("caddy not ready after 30s: %s", last)
-}
-
-var rpsLine = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-
-func requestsPerSecond(out string) (float64, error) {
-	m := rpsLine.FindStringSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("no Requests/sec in hey's output:\n%s", out)
-	}
-	if strings.Contains(out, "[401]") || strings.Contains(out, "[403]") || strings.Contains(out, "[503]") {
-		return 0, fmt.Errorf("refused requests during the load:\n%s", out)
-	}
-	return strconv.ParseFloat(m[1], 64)
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
