@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,6 +55,11 @@ func (c *Client) sharedKey(token string) [sha256.Size]byte {
 // and the token's exp.
 func (c *Client) loadShared(ctx context.Context, key [sha256.Size]byte) (entry, bool) {
 	raw, ok, err := c.opts.Shared.Load(ctx, key)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// Every waiter left and the flight was cancelled: this says
+		// nothing about the store.
+		return entry{}, false
+	}
 	c.sharedOutcome(err)
 	if err != nil || !ok {
 		return entry{}, false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -249,5 +250,53 @@ func TestSharedEntryNeverPastExp(t *testing.T) {
 		if ok != tc.ok || (ok && !e.expires.Equal(exp)) {
 			t.Errorf("%s: ok %v, expires %s; want ok %v, expires %s", tc.name, ok, e.expires, tc.ok, exp)
 		}
+	}
+}
+
+// TestSharedReadAbandonedIsNoOutage: when every request waiting for a
+// token leaves while the shared cache is being read (here a server that
+// accepts and never answers), the cancelled read says nothing about the
+// store: no failure streak (no WARN) starts.
+func TestSharedReadAbandonedIsNoOutage(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	r, err := store.NewRedis("redis://"+l.Addr().String()+"/0", store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	ep := newEndpoint(t, answer(activeAnswer(nil)))
+	cl, err := New(Options{URL: ep.URL, ClientID: "c1", ClientSecret: "s", Shared: r.Cache("introspection")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := cl.lookup(ctx, "opaque-token-abandoned"); err == nil {
+		t.Fatal("the request did not give up")
+	}
+	for deadline := time.Now().Add(5 * time.Second); cl.Status().InFlight > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned call never ended")
+		}
+	}
+	if st := cl.sharedStreak.State(); st.Failures != 0 || st.LastError != "" {
+		t.Fatalf("an abandoned read counted as a store failure: %+v", st)
+	}
+	if st := cl.Stats(); st.Abandoned != 1 || ep.calls.Load() != 0 {
+		t.Fatalf("stats %+v, %d endpoint calls; want one abandoned call, none to the endpoint", st, ep.calls.Load())
 	}
 }
