@@ -87,3 +87,45 @@ func TestRedisSessionBindings(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRedisSessionBindingMadeDuringAnOutage: a binding made in memory
+// while Redis was down is not erased when Redis comes back with no key
+// for it: it is pushed to Redis, so the other principal is refused at this
+// instance and at every other, whether it asks first (owner) or the
+// backend hands it the session id (bind).
+func TestRedisSessionBindingMadeDuringAnOutage(t *testing.T) {
+	srv := testpeers.StartRedisServer(t)
+	const pause = 100 * time.Millisecond
+	instance := func() *sessionStore {
+		r, err := store.NewRedis(srv.URL, store.RedisOptions{Pause: pause})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		s := newSessionStore(100, time.Minute)
+		s.shared, s.outage = r, streak.New(zap.NewNop(), "redis sessions", nil)
+		return s
+	}
+	a, b := instance(), instance()
+	alice, mallory := sha256.Sum256([]byte("alice")), sha256.Sum256([]byte("mallory"))
+	asked, handed := sha256.Sum256([]byte("session-asked")), sha256.Sum256([]byte("session-handed"))
+	srv.Stop()
+	a.bind(asked, alice) // memory only: Redis is down
+	a.bind(handed, alice)
+	if owner, ok := a.owner(asked, mallory); !ok || owner != alice {
+		t.Fatal("Redis down: the binding made in memory is not kept")
+	}
+	srv.Start(t)
+	time.Sleep(2 * pause) // the pause ends; the next call reaches Redis
+	if owner, ok := a.owner(asked, mallory); !ok || owner != alice {
+		t.Fatalf("Redis back with no key: mallory asked and got %v %x, want alice's binding", ok, owner[:4])
+	}
+	a.bind(handed, mallory) // the backend's answer to mallory names the session
+	for _, id := range [][32]byte{asked, handed} {
+		for name, s := range map[string]*sessionStore{"the instance that bound it": a, "another instance": b} {
+			if owner, ok := s.owner(id, mallory); !ok || owner != alice {
+				t.Fatalf("after recovery, %s: %v %x, want alice", name, ok, owner[:4])
+			}
+		}
+	}
+}
