@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	neturl "net/url"
+	"runtime"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,6 +22,11 @@ import (
 // DefaultTimeout bounds one Redis call when no timeout is configured: the
 // request path never waits on the store longer.
 const DefaultTimeout = 250 * time.Millisecond
+
+// DefaultPoolSize is the least number of connections a client opens at
+// most when the URL sets no pool_size (go-redis's own default, 10 per
+// CPU, when larger).
+const DefaultPoolSize = 64
 
 // RedisOptions configure a Redis store. The zero value is usable.
 type RedisOptions struct {
@@ -70,6 +76,19 @@ func NewRedis(url string, opts RedisOptions) (*Redis, error) {
 	ro.MaxRetries, ro.DialerRetries = -1, 1
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = s.timeout, s.timeout, s.timeout
 	ro.ContextTimeoutEnabled = true
+	// A call that waits for a free connection (every one busy: this
+	// process's own load) gives up with ErrPoolTimeout, which says nothing
+	// of the server, before the call's deadline, which would pause the
+	// store: go-redis's default (ReadTimeout+1s) is past it.
+	if ro.PoolTimeout <= 0 || ro.PoolTimeout > s.timeout/2 {
+		ro.PoolTimeout = s.timeout / 2
+	}
+	// Connections are opened as calls need them: a larger bound than
+	// go-redis's 10 per CPU costs nothing idle and leaves a burst of
+	// failed attempts less chance to starve the DPoP replay checks.
+	if ro.PoolSize <= 0 {
+		ro.PoolSize = max(DefaultPoolSize, 10*runtime.GOMAXPROCS(0))
+	}
 	s.client = redis.NewClient(ro)
 	s.breaker = newBreaker(opts.Pause, nil)
 	s.client.AddHook(s.breaker)
