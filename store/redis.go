@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	neturl "net/url"
 	"runtime"
 	"time"
 
@@ -27,6 +26,11 @@ const DefaultTimeout = 250 * time.Millisecond
 // most when the URL sets no pool_size (go-redis's own default, 10 per
 // CPU, when larger).
 const DefaultPoolSize = 64
+
+// errBadURL is the one answer to a URL that does not parse: it quotes
+// nothing of it.
+var errBadURL = errors.New("redis store: the URL does not parse (want redis://[user:password@]host[:port][/db][?options] " +
+	"or rediss://...); percent-encode special characters in the password")
 
 // RedisOptions configure a Redis store. The zero value is usable.
 type RedisOptions struct {
@@ -55,12 +59,11 @@ type Redis struct {
 func NewRedis(url string, opts RedisOptions) (*Redis, error) {
 	ro, err := redis.ParseURL(url)
 	if err != nil {
-		// net/url quotes the whole URL in its errors, password included.
-		var ue *neturl.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("redis store: the URL does not parse: %w", err)
+		// Every detail of a parse error may quote part of the password:
+		// net/url quotes the URL, or the piece it stopped at (a '/' in the
+		// password ends the host early), and go-redis quotes the path and
+		// options, where a password cut that way ends up.
+		return nil, errBadURL
 	}
 	s := &Redis{prefix: opts.Prefix, timeout: opts.Timeout, now: opts.Now}
 	if s.prefix == "" {

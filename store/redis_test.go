@@ -166,10 +166,21 @@ func TestRedisURLPasswordNeverInErrors(t *testing.T) {
 		"redis://user:s3cr3t-pass@127.0.0.1:6379/0?dial_timeout=soon",
 		"http://user:s3cr3t-pass@127.0.0.1:6379/0",
 		"redis://user:s3cr3t-pass@[::1/0",
+		"redis://:Xk9/s3cr3t+pQ@127.0.0.1:6379/0",   // a '/' in the password ends the host early
+		"redis://:s3cr3t/Xk9@127.0.0.1:6379/0",      // its first piece read as a port
+		"redis://:Xk9%zzs3cr3t@127.0.0.1:6379/0",    // a bad escape
+		"redis://:6379/s3cr3t@127.0.0.1:6379/0",     // the rest read as the database
+		"redis://:s3cr3t@127.0.0.1:6379/0?x=s3cr3t", // an unknown option
 	} {
 		_, err := store.NewRedis(u, store.RedisOptions{})
-		if err == nil || strings.Contains(err.Error(), "s3cr3t") {
-			t.Errorf("%q: %v", u, err)
+		if err == nil {
+			t.Errorf("%q: accepted", u)
+			continue
+		}
+		for _, piece := range []string{"s3cr3t", "Xk9", "%zz"} {
+			if strings.Contains(err.Error(), piece) {
+				t.Errorf("%q: %v", u, err)
+			}
 		}
 	}
 }
