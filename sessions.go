@@ -64,7 +64,6 @@ func principalOf(tok *verifiers.AccessToken, token string) [32]byte {
 type sessionBinding struct {
 	principal [32]byte
 	expires   time.Time
-	unshared  bool // made here while the fleet's store failed: not in it yet
 }
 
 // sessionStore maps the SHA-256 of session ids to their principal, in a
@@ -120,7 +119,7 @@ func (s *sessionStore) bind(id [32]byte, p [32]byte) {
 	if b, ok := s.lru.Peek(id); ok && b.principal != p && now.Before(b.expires) {
 		return
 	}
-	s.lru.Add(id, sessionBinding{principal: p, expires: now.Add(s.ttl), unshared: s.shared != nil})
+	s.lru.Add(id, sessionBinding{principal: p, expires: now.Add(s.ttl)})
 }
 
 func (s *sessionStore) forget(id [32]byte) {

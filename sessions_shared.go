@@ -21,21 +21,21 @@ type sharedSessions interface {
 var sessionOutageAnswer = zap.String("answer", "session bindings from this instance's memory (sessions it never saw pass)")
 
 // sharedOwner asks the store; done is false when there is none or it
-// failed (memory answers then). The answer is mirrored in memory. A
-// binding made in memory while the store failed is pushed to it when the
-// store has none, never erased: the store's "none" would otherwise let
-// anyone take the session over once it is back. A mirrored binding the
-// store no longer has (ended or expired there) is dropped.
+// failed (memory answers then). The answer is mirrored in memory. A live
+// binding memory holds and the store lacks (made while the store failed,
+// or lost by a store restarted without persistence) is written to the
+// store, never erased: the store's "none" would otherwise let anyone take
+// the session over. (A binding ended at another instance comes back this
+// way, bound to the same principal: the backend has ended the session.)
 func (s *sessionStore) sharedOwner(id, p [32]byte) (owner [32]byte, ok, done bool) {
 	if s.shared == nil {
 		return owner, false, false
 	}
 	owner, ok, err := s.shared.SessionOwner(context.Background(), id, p, s.ttl)
 	if err == nil && !ok {
-		held, pending := s.pending(id)
-		if !pending {
+		held, live := s.remembered(id)
+		if !live {
 			s.outage.Success()
-			s.drop(id)
 			return owner, false, true
 		}
 		owner, err = s.shared.BindSession(context.Background(), id, held, s.ttl)
@@ -50,13 +50,13 @@ func (s *sessionStore) sharedOwner(id, p [32]byte) (owner [32]byte, ok, done boo
 }
 
 // sharedBind binds in the store; false when there is none or it failed.
-// A live binding made in memory while the store failed is the first one:
-// it is what gets bound, whoever asks.
+// A live binding in memory (one the store lacks, see sharedOwner) is the
+// first one: it is what gets bound, whoever asks.
 func (s *sessionStore) sharedBind(id, p [32]byte) bool {
 	if s.shared == nil {
 		return false
 	}
-	if held, pending := s.pending(id); pending {
+	if held, live := s.remembered(id); live {
 		p = held
 	}
 	owner, err := s.shared.BindSession(context.Background(), id, p, s.ttl)
@@ -88,21 +88,13 @@ func (s *sessionStore) mirror(id, owner [32]byte) {
 	s.lru.Add(id, sessionBinding{principal: owner, expires: s.now().Add(s.ttl)})
 }
 
-// pending returns the live binding memory holds for id when it was made
-// while the store failed (not yet in the store).
-func (s *sessionStore) pending(id [32]byte) (p [32]byte, ok bool) {
+// remembered returns the live binding memory holds for id, if any.
+func (s *sessionStore) remembered(id [32]byte) (p [32]byte, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.lru.Peek(id)
-	if !ok || !b.unshared || !s.now().Before(b.expires) {
+	if !ok || !s.now().Before(b.expires) {
 		return p, false
 	}
 	return b.principal, true
-}
-
-// drop forgets a mirrored binding the store no longer has.
-func (s *sessionStore) drop(id [32]byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lru.Remove(id)
 }
