@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcptoken/caddy-mcp-token/internal/testpeers"
 	"github.com/mcptoken/caddy-mcp-token/store"
@@ -181,6 +182,44 @@ func TestRedisURLPasswordNeverInErrors(t *testing.T) {
 			if strings.Contains(err.Error(), piece) {
 				t.Errorf("%q: %v", u, err)
 			}
+		}
+	}
+}
+
+// TestRedisFullRefusesReplayChecks: a full Redis under noeviction answers
+// SET with an OOM error reply: a DPoP proof is refused as unavailable
+// (503), never passed, at every call (the reply, an answer, pauses
+// nothing).
+func TestRedisFullRefusesReplayChecks(t *testing.T) {
+	srv := testpeers.StartRedisServer(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = admin.Close() })
+	checker, err := verifiers.NewDPoPChecker(verifiers.DPoPOptions{Replay: newRedis(t, srv.URL, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const token = "access-token"
+	check := func(jti string) error {
+		p, jkt := proof(t, k, jti, token)
+		_, err := checker.Check(context.Background(), verifiers.DPoPRequest{
+			Proofs: []string{p}, Method: "POST", URL: "https://mcp.example.com/mcp", AccessToken: token, JKT: jkt})
+		return err
+	}
+	if err := check("before"); err != nil {
+		t.Fatal(err)
+	}
+	// A limit below the memory already used: every write is refused.
+	ctx := context.Background()
+	for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if err := admin.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		err := check("full-" + strconv.Itoa(i))
+		if out := verifiers.Classify(err); !errors.Is(err, verifiers.ErrUnavailable) || out.Status != 503 || !strings.Contains(err.Error(), "OOM") {
+			t.Fatalf("full Redis, proof %d: %v (%+v), want 503 for an OOM reply", i, err, out)
 		}
 	}
 }
