@@ -3,12 +3,17 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcptoken/caddy-mcp-token/internal/testpeers"
 )
@@ -193,6 +198,30 @@ func TestRedisPoolSettings(t *testing.T) {
 		o := s.client.Options()
 		if o.PoolTimeout != tc.wait || o.PoolSize < tc.atLeast || (tc.is > 0 && o.PoolSize != tc.is) {
 			t.Errorf("%q: pool timeout %s, size %d; want %s, size %d (at least %d)", tc.query, o.PoolTimeout, o.PoolSize, tc.wait, tc.is, tc.atLeast)
+		}
+	}
+}
+
+// TestGoRedisMessagesGoToTheLogger: with a logger set, go-redis's own
+// messages ("failed to dial" during an outage) reach it at debug level,
+// not stderr.
+func TestGoRedisMessagesGoToTheLogger(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	SetLogger(zap.New(core))
+	t.Cleanup(func() { SetLogger(nil) })
+	srv := testpeers.StartRedisServer(t)
+	s := newTestRedis(t, srv.URL, 0)
+	srv.Stop()
+	_ = s.Ping(context.Background())
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if e := logs.FilterMessage("go-redis").All(); len(e) > 0 {
+			if msg := e[0].ContextMap()["message"]; e[0].Level != zapcore.DebugLevel || !strings.Contains(fmt.Sprint(msg), "failed to dial") {
+				t.Fatalf("%v %q, want a debug entry about the dial", e[0].Level, msg)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no go-redis message reached the logger: %v", logs.All())
 		}
 	}
 }
