@@ -1,6 +1,7 @@
 package mcptoken
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -96,21 +97,72 @@ func (c *core) rateLimiter(cfg *Config) (limiter.Counter, error) {
 	if rl.Disabled {
 		return nil, nil
 	}
-	identity, err := json.Marshal(cfg)
+	key, ns, err := limiterKey(cfg, rl)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(identity)
-	key := fmt.Sprintf("max=%d window=%s addrs=%d config=%x", rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses, sum[:8])
-	ns := sha256.Sum256([]byte(key))
 	shared := c.fleet.shared()
 	return acquire(c, limiterPool, key+" store="+c.fleet.storeID(), func() (limiter.Counter, func(), error) {
 		local := limiter.New(rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses)
 		if shared == nil {
 			return local, nil, nil
 		}
-		return limiter.NewShared(local, shared, fmt.Sprintf("%x:", ns[:8]), outageLog("failed-attempt limits")), nil, nil
+		return limiter.NewShared(local, shared, ns+":", outageLog("failed-attempt limits")), nil, nil
 	})
+}
+
+// limiterKey names a limiter in the pool (key) and its windows in Redis
+// (ns): its settings and the configuration it protects, without the
+// configuration's secrets, which a reader of Redis could otherwise test
+// guesses against offline.
+func limiterKey(cfg *Config, rl RateLimitConfig) (key, ns string, err error) {
+	identity, err := publicIdentity(cfg)
+	if err != nil {
+		return "", "", err
+	}
+	sum := sha256.Sum256(identity)
+	key = fmt.Sprintf("max=%d window=%s addrs=%d config=%x", rl.MaxAttempts, time.Duration(rl.Window), rl.MaxAddresses, sum[:8])
+	nsum := sha256.Sum256([]byte(key))
+	return key, fmt.Sprintf("%x", nsum[:8]), nil
+}
+
+// secretFields are the JSON names of a configuration's secrets (the HMAC
+// secret, the introspection client secret, static tokens, the DPoP nonce
+// key), wherever they appear.
+var secretFields = map[string]bool{"hmac_secret": true, "client_secret": true, "token": true, "nonce_key": true}
+
+// publicIdentity is cfg as JSON without its secrets.
+func publicIdentity(cfg *Config) ([]byte, error) {
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(withoutSecrets(v))
+}
+
+// withoutSecrets deletes the secretFields of every object in v.
+func withoutSecrets(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			if secretFields[k] {
+				delete(t, k)
+			} else {
+				t[k] = withoutSecrets(e)
+			}
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = withoutSecrets(e)
+		}
+	}
+	return v
 }
 
 // sessionStore takes the shared session bindings for cfg; nil when off.

@@ -79,6 +79,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if url == "" {
 		return errors.New("mcp_token store redis: a URL is required")
 	}
+	// go-redis's own messages (a dial failure each second of an outage)
+	// at debug level, in Caddy's logs.
+	store.SetLogger(a.logger.Named("redis"))
 	opts := store.RedisOptions{Prefix: a.Store.Prefix, Timeout: time.Duration(a.Store.Timeout)}
 	sum := sha256.Sum256([]byte(url)) // the URL may hold a password: only its hash is kept
 	id := fmt.Sprintf("redis=%x prefix=%q timeout=%s", sum[:8], opts.Prefix, opts.Timeout)

@@ -181,14 +181,14 @@ func (c *Client) introspect(ctx context.Context, token string) (entry, error) {
 	}
 	now := c.opts.Now()
 	if !active {
-		return entry{active: false, expires: now.Add(c.opts.NegativeCacheTTL)}, nil
+		return entry{active: false, answered: now, expires: now.Add(c.opts.NegativeCacheTTL)}, nil
 	}
 	tok := verifiers.FromClaims(claims)
 	expires := now.Add(c.opts.CacheTTL)
 	if !tok.ExpiresAt.IsZero() && tok.ExpiresAt.Before(expires) {
 		expires = tok.ExpiresAt
 	}
-	return entry{tok: tok, active: true, expires: expires}, nil
+	return entry{tok: tok, active: true, answered: now, expires: expires}, nil
 }
 
 // Status is a client's state for an operator's status page. It holds no

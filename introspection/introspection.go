@@ -115,9 +115,10 @@ type Stats struct {
 // entry is a cached introspection result: the token's identity, or
 // inactive.
 type entry struct {
-	tok     *verifiers.AccessToken
-	active  bool
-	expires time.Time
+	tok      *verifiers.AccessToken
+	active   bool
+	answered time.Time // when the endpoint gave this answer
+	expires  time.Time
 }
 
 // Client calls one introspection endpoint and caches its answers. It is

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,11 +23,15 @@ type SharedCache interface {
 }
 
 // sharedEntry is an entry as the shared cache holds it: the answer's
-// claims (the token is never among them) and the local expiry.
+// claims (the token is never among them), when the endpoint gave it and
+// the writer's expiry. A reader keeps it no longer than its own TTL from
+// the endpoint's answer: instances with a shorter cache_ttl share the
+// entry without inheriting the writer's longer one.
 type sharedEntry struct {
-	Active  bool            `json:"active"`
-	Expires int64           `json:"expires"` // Unix milliseconds
-	Claims  json.RawMessage `json:"claims,omitempty"`
+	Active   bool            `json:"active"`
+	Answered int64           `json:"answered"` // Unix milliseconds
+	Expires  int64           `json:"expires"`  // Unix milliseconds
+	Claims   json.RawMessage `json:"claims,omitempty"`
 }
 
 // sharedKey names a token's answer in the shared cache: the SHA-256 of
@@ -44,21 +49,33 @@ func (c *Client) sharedKey(token string) [sha256.Size]byte {
 }
 
 // loadShared looks the token up in the shared cache; a failure or a
-// malformed value is a miss (the endpoint answers).
+// malformed value is a miss (the endpoint answers). The entry expires at
+// the earliest of the writer's expiry, this client's TTL counted from the
+// endpoint's answer (and from now, should the writer's clock be ahead),
+// and the token's exp.
 func (c *Client) loadShared(ctx context.Context, key [sha256.Size]byte) (entry, bool) {
 	raw, ok, err := c.opts.Shared.Load(ctx, key)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// Every waiter left and the flight was cancelled: this says
+		// nothing about the store.
+		return entry{}, false
+	}
 	c.sharedOutcome(err)
 	if err != nil || !ok {
 		return entry{}, false
 	}
 	var se sharedEntry
-	if json.Unmarshal(raw, &se) != nil {
+	if json.Unmarshal(raw, &se) != nil || se.Answered <= 0 {
 		return entry{}, false
 	}
-	e := entry{active: se.Active, expires: time.UnixMilli(se.Expires)}
-	if !c.opts.Now().Before(e.expires) {
-		return entry{}, false
+	ttl := c.opts.NegativeCacheTTL
+	if se.Active {
+		ttl = c.opts.CacheTTL
 	}
+	now := c.opts.Now()
+	answered := time.UnixMilli(se.Answered)
+	e := entry{active: se.Active, answered: answered,
+		expires: earliest(time.UnixMilli(se.Expires), answered.Add(ttl), now.Add(ttl))}
 	if se.Active {
 		var claims map[string]any
 		dec := json.NewDecoder(bytes.NewReader(se.Claims))
@@ -67,8 +84,24 @@ func (c *Client) loadShared(ctx context.Context, key [sha256.Size]byte) (entry, 
 			return entry{}, false
 		}
 		e.tok = verifiers.FromClaims(claims)
+		if !e.tok.ExpiresAt.IsZero() {
+			e.expires = earliest(e.expires, e.tok.ExpiresAt)
+		}
+	}
+	if !now.Before(e.expires) {
+		return entry{}, false
 	}
 	return e, true
+}
+
+// earliest returns the earliest of ts.
+func earliest(t time.Time, ts ...time.Time) time.Time {
+	for _, u := range ts {
+		if u.Before(t) {
+			t = u
+		}
+	}
+	return t
 }
 
 // storeShared puts a fresh answer in the shared cache until the local
@@ -78,7 +111,7 @@ func (c *Client) storeShared(ctx context.Context, key [sha256.Size]byte, e entry
 	if ttl < time.Millisecond {
 		return
 	}
-	se := sharedEntry{Active: e.active, Expires: e.expires.UnixMilli()}
+	se := sharedEntry{Active: e.active, Answered: e.answered.UnixMilli(), Expires: e.expires.UnixMilli()}
 	if e.active {
 		claims, err := json.Marshal(e.tok.Claims)
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	neturl "net/url"
+	"runtime"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,6 +21,16 @@ import (
 // DefaultTimeout bounds one Redis call when no timeout is configured: the
 // request path never waits on the store longer.
 const DefaultTimeout = 250 * time.Millisecond
+
+// DefaultPoolSize is the least number of connections a client opens at
+// most when the URL sets no pool_size (go-redis's own default, 10 per
+// CPU, when larger).
+const DefaultPoolSize = 64
+
+// errBadURL is the one answer to a URL that does not parse: it quotes
+// nothing of it.
+var errBadURL = errors.New("redis store: the URL does not parse (want redis://[user:password@]host[:port][/db][?options] " +
+	"or rediss://...); percent-encode special characters in the password")
 
 // RedisOptions configure a Redis store. The zero value is usable.
 type RedisOptions struct {
@@ -49,12 +59,11 @@ type Redis struct {
 func NewRedis(url string, opts RedisOptions) (*Redis, error) {
 	ro, err := redis.ParseURL(url)
 	if err != nil {
-		// net/url quotes the whole URL in its errors, password included.
-		var ue *neturl.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("redis store: the URL does not parse: %w", err)
+		// Every detail of a parse error may quote part of the password:
+		// net/url quotes the URL, or the piece it stopped at (a '/' in the
+		// password ends the host early), and go-redis quotes the path and
+		// options, where a password cut that way ends up.
+		return nil, errBadURL
 	}
 	s := &Redis{prefix: opts.Prefix, timeout: opts.Timeout, now: opts.Now}
 	if s.prefix == "" {
@@ -70,6 +79,19 @@ func NewRedis(url string, opts RedisOptions) (*Redis, error) {
 	ro.MaxRetries, ro.DialerRetries = -1, 1
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = s.timeout, s.timeout, s.timeout
 	ro.ContextTimeoutEnabled = true
+	// A call that waits for a free connection (every one busy: this
+	// process's own load) gives up with ErrPoolTimeout, which says nothing
+	// of the server, before the call's deadline, which would pause the
+	// store: go-redis's default (ReadTimeout+1s) is past it.
+	if ro.PoolTimeout <= 0 || ro.PoolTimeout > s.timeout/2 {
+		ro.PoolTimeout = s.timeout / 2
+	}
+	// Connections are opened as calls need them: a larger bound than
+	// go-redis's 10 per CPU costs nothing idle and leaves a burst of
+	// failed attempts less chance to starve the DPoP replay checks.
+	if ro.PoolSize <= 0 {
+		ro.PoolSize = max(DefaultPoolSize, 10*runtime.GOMAXPROCS(0))
+	}
 	s.client = redis.NewClient(ro)
 	s.breaker = newBreaker(opts.Pause, nil)
 	s.client.AddHook(s.breaker)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcptoken/caddy-mcp-token/internal/testpeers"
 	"github.com/mcptoken/caddy-mcp-token/store"
@@ -166,10 +167,59 @@ func TestRedisURLPasswordNeverInErrors(t *testing.T) {
 		"redis://user:s3cr3t-pass@127.0.0.1:6379/0?dial_timeout=soon",
 		"http://user:s3cr3t-pass@127.0.0.1:6379/0",
 		"redis://user:s3cr3t-pass@[::1/0",
+		"redis://:Xk9/s3cr3t+pQ@127.0.0.1:6379/0",   // a '/' in the password ends the host early
+		"redis://:s3cr3t/Xk9@127.0.0.1:6379/0",      // its first piece read as a port
+		"redis://:Xk9%zzs3cr3t@127.0.0.1:6379/0",    // a bad escape
+		"redis://:6379/s3cr3t@127.0.0.1:6379/0",     // the rest read as the database
+		"redis://:s3cr3t@127.0.0.1:6379/0?x=s3cr3t", // an unknown option
 	} {
 		_, err := store.NewRedis(u, store.RedisOptions{})
-		if err == nil || strings.Contains(err.Error(), "s3cr3t") {
-			t.Errorf("%q: %v", u, err)
+		if err == nil {
+			t.Errorf("%q: accepted", u)
+			continue
+		}
+		for _, piece := range []string{"s3cr3t", "Xk9", "%zz"} {
+			if strings.Contains(err.Error(), piece) {
+				t.Errorf("%q: %v", u, err)
+			}
+		}
+	}
+}
+
+// TestRedisFullRefusesReplayChecks: a full Redis under noeviction answers
+// SET with an OOM error reply: a DPoP proof is refused as unavailable
+// (503), never passed, at every call (the reply, an answer, pauses
+// nothing).
+func TestRedisFullRefusesReplayChecks(t *testing.T) {
+	srv := testpeers.StartRedisServer(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = admin.Close() })
+	checker, err := verifiers.NewDPoPChecker(verifiers.DPoPOptions{Replay: newRedis(t, srv.URL, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const token = "access-token"
+	check := func(jti string) error {
+		p, jkt := proof(t, k, jti, token)
+		_, err := checker.Check(context.Background(), verifiers.DPoPRequest{
+			Proofs: []string{p}, Method: "POST", URL: "https://mcp.example.com/mcp", AccessToken: token, JKT: jkt})
+		return err
+	}
+	if err := check("before"); err != nil {
+		t.Fatal(err)
+	}
+	// A limit below the memory already used: every write is refused.
+	ctx := context.Background()
+	for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if err := admin.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		err := check("full-" + strconv.Itoa(i))
+		if out := verifiers.Classify(err); !errors.Is(err, verifiers.ErrUnavailable) || out.Status != 503 || !strings.Contains(err.Error(), "OOM") {
+			t.Fatalf("full Redis, proof %d: %v (%+v), want 503 for an OOM reply", i, err, out)
 		}
 	}
 }
