@@ -202,8 +202,8 @@ func TestE2EMetadataRouteUnknownWellKnown(t *testing.T) {
 http://localhost:9080 {
 	mcp_token {
 		issuer https://as.e2e.test
-		public_key <<PEM
-%sPEM
+		public_key <<PEM_END
+%sPEM_END
 		resource_path /mcp
 	}
 	respond "backend"
