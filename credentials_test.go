@@ -3,6 +3,7 @@ package mcptoken
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/mcptoken/caddy-mcp-token/verifiers"
@@ -68,6 +69,26 @@ func TestCredentials(t *testing.T) {
 	for _, auth := range []string{"Bearer " + good + ",x", "DPoP " + good + " x", "Bearer " + good + "\x00"} {
 		if out := c.authenticate(newRequest(auth), true); !errors.Is(out.err, verifiers.ErrBadRequest) {
 			t.Fatalf("%q: %v, want a malformed request", auth, out.err)
+		}
+	}
+}
+
+// TestB64TokenSyntax: RFC 6750 §2.1's b64token, byte by byte: 1*( ALPHA /
+// DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func TestB64TokenSyntax(t *testing.T) {
+	const allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/"
+	for c := 0; c < 256; c++ {
+		want := strings.IndexByte(allowed, byte(c)) >= 0
+		if got := isB64Token("a" + string([]byte{byte(c)}) + "b"); got != want {
+			t.Errorf("byte %#x: %v, want %v", c, got, want)
+		}
+	}
+	for tok, want := range map[string]bool{
+		"abc": true, "abc=": true, "abc==": true, "a.b-c_d~e+f/g": true,
+		"": false, "=": false, "==": false, "a=b": false, "a b": false, "ab\x00": false, "é": false,
+	} {
+		if got := isB64Token(tok); got != want {
+			t.Errorf("isB64Token(%q) = %v, want %v", tok, got, want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -240,14 +241,22 @@ func isB64Token(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+		if !b64TokenChar[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// b64TokenChar marks the characters of a b64token before its "=" padding
+// (a table: a miss scans every byte of a token of a kilobyte or more).
+var b64TokenChar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()
 
 // clientAddress is Caddy's client IP (which honours trusted_proxies), else
 // the connection's remote address.
@@ -286,20 +295,22 @@ var userVarNames = [...]string{
 // kept with it in the token cache, so a hit builds nothing.
 type userVars struct {
 	values    [len(userVarNames)]any
-	meta      map[string]string // the provider's caddyauth.User.Metadata; read-only
-	principal [32]byte          // who the token speaks for (session binding)
+	principal [32]byte // who the token speaks for (session binding)
 	tok       *verifiers.AccessToken
 	lookup    caddy.ReplacerFunc // v.get, made once so that serving it allocates nothing
+	meta      func() map[string]string
 }
 
 func newUserVars(tok *verifiers.AccessToken, token string) *userVars {
-	meta := userMetadata(tok)
-	v := &userVars{meta: meta, principal: principalOf(tok, token), tok: tok}
-	v.values[0] = tok.ClientID
-	for i, name := range userVarNames[1:] {
-		v.values[i+1] = meta[strings.TrimPrefix(name, "http.auth.user.")]
+	v := &userVars{principal: principalOf(tok, token), tok: tok}
+	exp := ""
+	if !tok.ExpiresAt.IsZero() {
+		exp = strconv.FormatInt(tok.ExpiresAt.Unix(), 10)
 	}
+	v.values = [len(userVarNames)]any{tok.ClientID, tok.ClientID, tok.Subject, tok.Issuer,
+		strings.Join(tok.Audience, " "), strings.Join(tok.Scopes, " "), exp, tok.KeyID}
 	v.lookup = v.get
+	v.meta = sync.OnceValue(v.userMetadata)
 	return v
 }
 
@@ -309,23 +320,17 @@ func (v *userVars) set(repl *caddy.Replacer) {
 	repl.Map(v.lookup)
 }
 
-// userMetadata is the identity exposed as {http.auth.user.*}. Every key is
-// always set (empty when absent): Caddy would otherwise forward an unset
-// placeholder's literal text.
-func userMetadata(tok *verifiers.AccessToken) map[string]string {
-	exp := ""
-	if !tok.ExpiresAt.IsZero() {
-		exp = strconv.FormatInt(tok.ExpiresAt.Unix(), 10)
+// userMetadata is the identity the provider hands Caddy as
+// caddyauth.User.Metadata, exposed as {http.auth.user.*}: made once per
+// token when the provider first asks (the handler serves v.values). Every
+// key is always set (empty when absent): Caddy would otherwise forward an
+// unset placeholder's literal text. Read-only once made.
+func (v *userVars) userMetadata() map[string]string {
+	meta := make(map[string]string, len(userVarNames)-1)
+	for i, name := range userVarNames[1:] {
+		meta[strings.TrimPrefix(name, "http.auth.user.")] = v.values[i+1].(string)
 	}
-	return map[string]string{
-		"client_id": tok.ClientID,
-		"sub":       tok.Subject,
-		"iss":       tok.Issuer,
-		"aud":       strings.Join(tok.Audience, " "),
-		"scopes":    strings.Join(tok.Scopes, " "),
-		"exp":       exp,
-		"kid":       tok.KeyID,
-	}
+	return meta
 }
 
 // errorBody is the JSON body of a refusal.

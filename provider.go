@@ -50,7 +50,7 @@ func (a *Authenticator) Authenticate(w http.ResponseWriter, r *http.Request) (ca
 			a.outage.Success()
 		}
 		a.core.renewNonce(w.Header(), r) // dpop.go
-		return caddyauth.User{ID: out.accepted.Token.ClientID, Metadata: out.accepted.Extra.(*userVars).meta}, true, nil
+		return caddyauth.User{ID: out.accepted.Token.ClientID, Metadata: out.accepted.Extra.(*userVars).meta()}, true, nil
 	}
 	if verifiers.Classify(out.err).Status == http.StatusServiceUnavailable {
 		// Technical failure: logged once per streak here, not returned —
