@@ -59,11 +59,11 @@ func newTestRedis(t *testing.T, url string, timeout time.Duration) *Redis {
 	return s
 }
 
-// timed runs f and returns its error and duration.
-func timed(f func() error) (error, time.Duration) {
+// timed runs f and returns its duration and error.
+func timed(f func() error) (time.Duration, error) {
 	start := time.Now()
 	err := f()
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 // TestRedisPausesAfterAnUnansweredCall: against a server that accepts and
@@ -75,12 +75,12 @@ func TestRedisPausesAfterAnUnansweredCall(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	s := newTestRedis(t, "redis://"+silentServer(t)+"/0", timeout)
 	ctx := context.Background()
-	err, took := timed(func() error { return s.Ping(ctx) })
+	took, err := timed(func() error { return s.Ping(ctx) })
 	if err == nil || errors.Is(err, ErrPaused) || took < timeout-50*time.Millisecond {
 		t.Fatalf("first call: %v after %s, want a timeout after about %s", err, took, timeout)
 	}
 	pausedAt := time.Now()
-	err, took = timed(func() error {
+	took, err = timed(func() error {
 		for i := 0; i < 20; i++ {
 			if _, err := s.Seen(ctx, "k", time.Now().Add(time.Minute)); !errors.Is(err, ErrPaused) {
 				return err
@@ -96,11 +96,11 @@ func TestRedisPausesAfterAnUnansweredCall(t *testing.T) {
 	var trialTook time.Duration
 	go func() {
 		var err error
-		err, trialTook = timed(func() error { return s.Ping(ctx) })
+		trialTook, err = timed(func() error { return s.Ping(ctx) })
 		trial <- err
 	}()
 	time.Sleep(100 * time.Millisecond) // the trial is waiting on the server
-	err, took = timed(func() error { return s.Ping(ctx) })
+	took, err = timed(func() error { return s.Ping(ctx) })
 	if !errors.Is(err, ErrPaused) || took > 50*time.Millisecond {
 		t.Fatalf("a call during the trial: %v after %s, want ErrPaused at once", err, took)
 	}
@@ -166,7 +166,7 @@ func TestRedisPoolStarvationIsNoOutage(t *testing.T) {
 	busy := make(chan error, 1)
 	go func() { busy <- s.client.BLPop(ctx, 600*time.Millisecond, "mcp_token:test:empty").Err() }()
 	time.Sleep(100 * time.Millisecond) // BLPOP holds the connection
-	err, took := timed(func() error { _, err := s.Seen(ctx, "starved", time.Now().Add(time.Minute)); return err })
+	took, err := timed(func() error { _, err := s.Seen(ctx, "starved", time.Now().Add(time.Minute)); return err })
 	if !errors.Is(err, redis.ErrPoolTimeout) || took >= timeout {
 		t.Fatalf("a call with no connection free: %v after %s, want redis.ErrPoolTimeout within the call timeout %s", err, took, timeout)
 	}
