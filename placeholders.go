@@ -3,7 +3,9 @@ package mcptoken
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -212,4 +214,53 @@ func (o *outcome) user() *userVars {
 		return newUserVars(o.tok, o.token)
 	}
 	return nil
+}
+
+// userVarNames are the {http.auth.user.*} placeholders of an accepted
+// token, in the order of userVars.values.
+var userVarNames = [...]string{
+	"http.auth.user.id", "http.auth.user.client_id", "http.auth.user.sub", "http.auth.user.iss",
+	"http.auth.user.aud", "http.auth.user.scopes", "http.auth.user.exp", "http.auth.user.kid",
+}
+
+// userVars are a token's placeholder values, computed once per token and
+// kept with it in the token cache, so a hit builds nothing.
+type userVars struct {
+	values    [len(userVarNames)]any
+	principal [32]byte // who the token speaks for (session binding)
+	tok       *verifiers.AccessToken
+	lookup    caddy.ReplacerFunc // v.get, made once so that serving it allocates nothing
+	meta      func() map[string]string
+}
+
+func newUserVars(tok *verifiers.AccessToken, token string) *userVars {
+	v := &userVars{principal: principalOf(tok, token), tok: tok}
+	exp := ""
+	if !tok.ExpiresAt.IsZero() {
+		exp = strconv.FormatInt(tok.ExpiresAt.Unix(), 10)
+	}
+	v.values = [len(userVarNames)]any{tok.ClientID, tok.ClientID, tok.Subject, tok.Issuer,
+		strings.Join(tok.Audience, " "), strings.Join(tok.Scopes, " "), exp, tok.KeyID}
+	v.lookup = v.get
+	v.meta = sync.OnceValue(v.userMetadata)
+	return v
+}
+
+// set serves the values, and every claim, from the request's replacer
+// (placeholders.go): lazily, so a request that uses none pays nothing.
+func (v *userVars) set(repl *caddy.Replacer) {
+	repl.Map(v.lookup)
+}
+
+// userMetadata is the identity the provider hands Caddy as
+// caddyauth.User.Metadata, exposed as {http.auth.user.*}: made once per
+// token when the provider first asks (the handler serves v.values). Every
+// key is always set (empty when absent): Caddy would otherwise forward an
+// unset placeholder's literal text. Read-only once made.
+func (v *userVars) userMetadata() map[string]string {
+	meta := make(map[string]string, len(userVarNames)-1)
+	for i, name := range userVarNames[1:] {
+		meta[strings.TrimPrefix(name, "http.auth.user.")] = v.values[i+1].(string)
+	}
+	return meta
 }
