@@ -2,6 +2,7 @@ package mcptoken
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
@@ -281,6 +282,18 @@ func (m *MetadataHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// checkResource refuses a resource that is not an absolute http(s) URI
+// with a host and without a fragment (RFC 9728 §1.2). Every place that
+// takes one checks it (the Caddyfile, and Provision for JSON configs):
+// the origin of DPoP's htu and of the metadata URL is the resource's
+// whenever one is set, never the request's.
+func checkResource(resource string) error {
+	if u, err := url.Parse(resource); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+		return fmt.Errorf("resource: %q is not an absolute http(s) URI without a fragment (RFC 9728)", resource)
+	}
+	return nil
+}
+
 // parseOption parses the metadata options shared by mcp_token and
 // mcp_token_metadata.
 func (p *ProtectedResource) parseOption(d *caddyfile.Dispenser, sub string) (bool, error) {
@@ -288,8 +301,8 @@ func (p *ProtectedResource) parseOption(d *caddyfile.Dispenser, sub string) (boo
 	switch sub {
 	case "resource":
 		if p.Resource, err = singleArg(d); err == nil {
-			if u, perr := url.Parse(p.Resource); perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
-				err = d.Errf("resource: %q is not an absolute http(s) URI without a fragment (RFC 9728)", p.Resource)
+			if cerr := checkResource(p.Resource); cerr != nil {
+				err = d.Err(cerr.Error())
 			}
 		}
 	case "resource_path":

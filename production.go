@@ -66,11 +66,16 @@ func (g guards) requireAudience(set *bool, audiences []string) (bool, error) {
 	return *set, nil
 }
 
-// resource refuses, in production, a configuration without resource:
-// the resource and the metadata URL would otherwise be derived from the
-// request's Host header, which the client writes.
+// resource refuses a resource that is not an absolute http(s) URI (a JSON
+// config does not pass through the Caddyfile's check), and, in production,
+// a configuration without resource: the resource and the metadata URL
+// would otherwise be derived from the request's Host header, which the
+// client writes.
 func (g guards) resource(resource string) error {
-	if g.production && resource == "" {
+	if resource != "" {
+		return checkResource(resource)
+	}
+	if g.production {
 		return fmt.Errorf("resource is required in production (for example resource https://mcp.example.com/mcp): without it the resource and its metadata URL are derived from the request's Host header")
 	}
 	return nil

@@ -2,6 +2,7 @@ package mcptoken
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -161,4 +162,30 @@ func TestMetadataHostDerived(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	// A JSON config skips the Caddyfile's check of resource: Provision
+	// makes it. A resource without a host would otherwise pass the
+	// production guard and leave the origin of DPoP's htu and of the
+	// metadata URL to the request's Host header.
+	for _, bad := range []string{"mcp.example.com/mcp", "{env.MCP_RESOURCE}", "ftp://mcp.example.com/mcp", "https:///mcp", "https://mcp.example.com/mcp#x"} {
+		for _, production := range []bool{false, true} {
+			t.Run(fmt.Sprintf("resource %q, production %v", bad, production), func(t *testing.T) {
+				ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+				defer cancel()
+				h := &Handler{module{Config: Config{Production: production, KeyConfig: KeyConfig{PublicKey: mustPEM(t, testRSA)},
+					Audiences: []string{"mcp-api"}, ProtectedResource: ProtectedResource{Resource: bad}}}}
+				err := h.Provision(ctx)
+				_ = h.Cleanup()
+				if err == nil || !strings.Contains(err.Error(), "is not an absolute http(s) URI") {
+					t.Fatalf("handler: %v", err)
+				}
+				if production {
+					t.Setenv("ENVIRONMENT", "production")
+				}
+				m := &MetadataHandler{ProtectedResource: ProtectedResource{Resource: bad}}
+				if err := m.Provision(ctx); err == nil || !strings.Contains(err.Error(), "is not an absolute http(s) URI") {
+					t.Fatalf("metadata handler: %v", err)
+				}
+			})
+		}
+	}
 }
