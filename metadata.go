@@ -92,9 +92,14 @@ func (p *ProtectedResource) MetadataURL(r *http.Request) string {
 func (p *ProtectedResource) document(r *http.Request) map[string]any {
 	resource := p.Resource
 	if resource == "" {
-		path := strings.TrimPrefix(r.URL.Path, WellKnownPath)
-		if path == "" || path == "/" {
-			path = strings.TrimSuffix(p.ResourcePath, "/")
+		// The configured path when there is one: the request's path may
+		// be any variant the path matcher accepts (case, double slashes).
+		path := p.configuredPath()
+		if path == "" {
+			path = r.URL.Path
+			if len(path) >= len(WellKnownPath) && strings.EqualFold(path[:len(WellKnownPath)], WellKnownPath) {
+				path = path[len(WellKnownPath):]
+			}
 		}
 		resource = p.origin(r) + path
 	}

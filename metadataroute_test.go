@@ -148,3 +148,23 @@ func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestMetadataDocumentPathVariants: the path matcher answers variants of
+// a well-known URL (case, double slashes); the document names the
+// configured resource path, never the variant, and a derived one trims
+// the well-known prefix whatever its case.
+func TestMetadataDocumentPathVariants(t *testing.T) {
+	for _, tc := range []struct{ resourcePath, path, want string }{
+		{"/mcp", WellKnownPath + "/mcp", "http://example.com/mcp"},
+		{"/mcp", "/.WELL-KNOWN/OAUTH-PROTECTED-RESOURCE/MCP", "http://example.com/mcp"},
+		{"/mcp", WellKnownPath + "//mcp", "http://example.com/mcp"},
+		{"", "/.Well-Known/Oauth-Protected-Resource/tools", "http://example.com/tools"},
+		{"", WellKnownPath + "/tools", "http://example.com/tools"},
+	} {
+		p := &ProtectedResource{ResourcePath: tc.resourcePath}
+		r := httptest.NewRequest(http.MethodGet, "http://example.com"+tc.path, nil)
+		if got := p.document(r)["resource"]; got != tc.want {
+			t.Errorf("resource_path %q, GET %s: resource %v, want %s", tc.resourcePath, tc.path, got, tc.want)
+		}
+	}
+}
