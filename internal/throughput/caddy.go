@@ -16,12 +16,13 @@ import (
 // siteNames are the sites of the Caddyfile, each on its own port:
 //
 //	plain      respond alone (the baseline)
+//	plain2     the same again (the A/A comparison: the measurement's own spread)
 //	gated      mcp_token, then respond
 //	rules      mcp_token with method and tool rules, then respond
 //	body       vars body {http.request.body} (reads the body), then respond
 //	sdk        reverse_proxy to a Go SDK MCP server (stateless, JSON answers)
 //	sdk-rules  mcp_token with the rules, then that reverse_proxy
-var siteNames = []string{"plain", "gated", "rules", "body", "sdk", "sdk-rules"}
+var siteNames = []string{"plain", "plain2", "gated", "rules", "body", "sdk", "sdk-rules"}
 
 type siteParams struct {
 	issuer, audience, jwksURL, sdkAddr string
@@ -34,7 +35,7 @@ func siteBody(name string, p siteParams) string {
 	const respond = "\trespond /mcp* \"ok\" 200\n"
 	proxy := fmt.Sprintf("\treverse_proxy /mcp* %s {\n\t\theader_up Host {upstream_hostport}\n\t}\n", p.sdkAddr)
 	switch name {
-	case "plain":
+	case "plain", "plain2":
 		return respond
 	case "gated":
 		return token + "\t}\n" + respond

@@ -10,7 +10,9 @@
 //   - mcp_token with per-tool rules vs a Caddy that only reads the body
 //     (`vars body {http.request.body}`): what the rules cost beyond reading;
 //   - mcp_token with per-tool rules in front of a Go SDK MCP server
-//     (reverse_proxy) vs the same proxy without mcp_token.
+//     (reverse_proxy) vs the same proxy without mcp_token;
+//   - an A/A comparison: `respond` alone against the same site on another
+//     port, whose ratio should be 1 and whose spread is the measurement's.
 //
 // For each run it prints the requests per second and the CPU time Caddy
 // and the load generator spent per request (from /proc/<pid>/stat and
@@ -48,7 +50,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each load run")
 	flag.IntVar(&o.conns, "c", 16, "concurrent keep-alive connections")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Caddy for each run in this directory")
-	flag.StringVar(&o.only, "only", "", "run only these comparisons (comma-separated: mcp_token, rules, rules-vs-body, sdk)")
+	flag.StringVar(&o.only, "only", "", "run only these comparisons (comma-separated: mcp_token, rules, rules-vs-body, sdk, a-a)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "throughput:", err)
@@ -77,6 +79,7 @@ var comparisons = []comparison{
 	{"rules", "plain", "rules", 0.90, "mcp_token with per-tool rules on a 1 KiB tools/call / respond alone"},
 	{"rules-vs-body", "body", "rules", 0, "mcp_token with per-tool rules / a Caddy that reads the body"},
 	{"sdk", "sdk", "sdk-rules", 0, "mcp_token with per-tool rules / reverse_proxy alone, to a Go SDK MCP server"},
+	{"a-a", "plain", "plain2", 0, "respond alone / the same site on another port: the spread of the measurement itself"},
 }
 
 func run(o options) error {
