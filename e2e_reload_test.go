@@ -61,8 +61,10 @@ func TestE2EReloadToNewKeySource(t *testing.T) {
 	var during, not200, transport atomic.Int64
 	// A new connection per request: a reload closes idle keep-alive
 	// connections, which a client sees as EOF and retries; that is not
-	// what is measured here.
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	// what is measured here. From 127.0.0.2: once the new config runs, its
+	// refusals of tok1 count toward that address's failed-attempt limit,
+	// not toward the checks below, made from 127.0.0.1.
+	client := clientFrom("127.0.0.2")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
