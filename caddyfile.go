@@ -65,8 +65,16 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		// the blocks' order (same matcher), so each answers its own URL
 		// and the first the root one.
 		meta := &MetadataHandler{ProtectedResource: handler.metadata(), Paths: []string{WellKnownPath}}
-		if rp := meta.configuredPath(); rp != "" {
+		switch rp := meta.configuredPath(); {
+		case rp != "":
 			meta.Paths = []string{WellKnownPath + rp, WellKnownPath}
+		case len(matcherSet) == 0:
+			// Every path is protected and names its own resource (the
+			// challenge at /x points to <well-known>/x): the handler
+			// answers every well-known URL, deriving the resource from
+			// it. No other mcp_token can share the site (see
+			// checkSecondDirective), so none is shadowed.
+			meta.Paths = nil
 		}
 		pm, _ := json.Marshal(caddyhttp.MatchPath{WellKnownPath + "*"})
 		routes = h.NewRoute(caddy.ModuleMap{"path": pm}, meta)

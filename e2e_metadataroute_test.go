@@ -237,3 +237,47 @@ http://localhost:9080 {
 		}
 	}
 }
+
+// TestE2EMetadataWholeSite: mcp_token without a matcher, resource or
+// resource_path protects every path, and each path is its own resource:
+// the challenge at /mcp names <well-known>/mcp, which answers without a
+// token and names the resource /mcp; the root well-known URL names the
+// origin. Other URLs, well-known ones included, still need a token.
+func TestE2EMetadataWholeSite(t *testing.T) {
+	key := devtools.MustGenerateKey("ES256")
+	startCaddy(t, caddyGlobal+fmt.Sprintf(`
+http://localhost:9080 {
+	mcp_token {
+		issuer https://as.e2e.test
+		public_key <<PEM_END
+%sPEM_END
+	}
+	respond "backend"
+}
+`, mustPEM(t, key)), "caddyfile")
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, e2eBase+path, nil)
+		return send(t, req)
+	}
+	for _, path := range []string{"/mcp", "/tools/x"} {
+		resp, _ := get(path)
+		want := `resource_metadata="` + e2eBase + WellKnownPath + path + `"`
+		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), want) {
+			t.Fatalf("%s: %d %q, want 401 naming %s", path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), want)
+		}
+		resp, body := get(WellKnownPath + path)
+		if resp.StatusCode != 200 || !strings.Contains(body, `"resource":"`+e2eBase+path+`"`) ||
+			!strings.Contains(body, `"authorization_servers":["https://as.e2e.test"]`) {
+			t.Fatalf("the metadata the challenge at %s names: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if resp, body := get(WellKnownPath); resp.StatusCode != 200 || !strings.Contains(body, `"resource":"`+e2eBase+`"`) {
+		t.Fatalf("root metadata: %d %s", resp.StatusCode, body)
+	}
+	for _, path := range []string{"/.well-known/other", "/"} {
+		if resp, body := get(path); resp.StatusCode != 401 || body == "backend" {
+			t.Fatalf("%s without a token: %d %s", path, resp.StatusCode, body)
+		}
+	}
+}
