@@ -197,26 +197,7 @@ func TestE2EReadmeJSONConfig(t *testing.T) {
 // them) answer without a token, and any other URL under the prefix gets
 // 401, or passes with a valid token.
 func TestE2EMetadataRouteUnknownWellKnown(t *testing.T) {
-	key := devtools.MustGenerateKey("ES256")
-	startCaddy(t, caddyGlobal+fmt.Sprintf(`
-http://localhost:9080 {
-	mcp_token {
-		issuer https://as.e2e.test
-		public_key <<PEM_END
-%sPEM_END
-		resource_path /mcp
-	}
-	respond "backend"
-}
-`, mustPEM(t, key)), "caddyfile")
-	get := func(path, token string) (*http.Response, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, e2eBase+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		return send(t, req)
-	}
+	key, get := startWholeSite(t, "\t\tresource_path /mcp\n")
 	for _, path := range []string{WellKnownPath + "/mcp", WellKnownPath, "/.WELL-KNOWN/OAUTH-PROTECTED-RESOURCE/MCP"} {
 		if resp, body := get(path, ""); resp.StatusCode != 200 || !strings.Contains(body, `"authorization_servers":["https://as.e2e.test"]`) {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
@@ -244,22 +225,8 @@ http://localhost:9080 {
 // token and names the resource /mcp; the root well-known URL names the
 // origin. Other URLs, well-known ones included, still need a token.
 func TestE2EMetadataWholeSite(t *testing.T) {
-	key := devtools.MustGenerateKey("ES256")
-	startCaddy(t, caddyGlobal+fmt.Sprintf(`
-http://localhost:9080 {
-	mcp_token {
-		issuer https://as.e2e.test
-		public_key <<PEM_END
-%sPEM_END
-	}
-	respond "backend"
-}
-`, mustPEM(t, key)), "caddyfile")
-	get := func(path string) (*http.Response, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, e2eBase+path, nil)
-		return send(t, req)
-	}
+	_, getAs := startWholeSite(t, "")
+	get := func(path string) (*http.Response, string) { return getAs(path, "") }
 	for _, path := range []string{"/mcp", "/tools/x"} {
 		resp, _ := get(path)
 		want := `resource_metadata="` + e2eBase + WellKnownPath + path + `"`
@@ -279,5 +246,31 @@ http://localhost:9080 {
 		if resp, body := get(path); resp.StatusCode != 401 || body == "backend" {
 			t.Fatalf("%s without a token: %d %s", path, resp.StatusCode, body)
 		}
+	}
+}
+
+// startWholeSite runs a Caddy whose mcp_token has no matcher (every path
+// protected), with the extra lines in its block, in front of a backend
+// answering "backend"; get sends a GET, with the token when one is given.
+func startWholeSite(t *testing.T, extra string) (*devtools.KeyPair, func(path, token string) (*http.Response, string)) {
+	t.Helper()
+	key := devtools.MustGenerateKey("ES256")
+	startCaddy(t, caddyGlobal+fmt.Sprintf(`
+http://localhost:9080 {
+	mcp_token {
+		issuer https://as.e2e.test
+		public_key <<PEM_END
+%sPEM_END
+%s	}
+	respond "backend"
+}
+`, mustPEM(t, key), extra), "caddyfile")
+	return key, func(path, token string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, e2eBase+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		return send(t, req)
 	}
 }
